@@ -1,0 +1,416 @@
+// Package config holds the generator's configuration: its schema, the embedded
+// default, strict decoding and validation. Everything downstream trusts a
+// Config that Load returned.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML is the commented default configuration, as `generator config` prints it.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// Config is the whole input of the generator.
+type Config struct {
+	Catalog       Catalog        `json:"catalog"`
+	Architectures []Architecture `json:"architectures"`
+	Images        Images         `json:"images"`
+	Build         Build          `json:"build"`
+	AppArmor      AppArmor       `json:"apparmor"`
+	Example       Example        `json:"example"`
+}
+
+// Catalog is about the published catalog itself.
+type Catalog struct {
+	Version string `json:"version"`
+}
+
+// Architecture is one native build.
+type Architecture struct {
+	Name         string              `json:"name"`
+	Variant      string              `json:"variant,omitempty"`
+	NodeSelector map[string]string   `json:"nodeSelector,omitempty"`
+	Tolerations  []corev1.Toleration `json:"tolerations,omitempty"`
+}
+
+// Images are the step images; each must be pinned.
+type Images struct {
+	GitSync string `json:"gitSync"`
+	Buildah string `json:"buildah"`
+}
+
+// Build holds the knobs of the buildah build.
+type Build struct {
+	FuseResource   string `json:"fuseResource"`
+	StorageDriver  string `json:"storageDriver"`
+	EmptyDirMedium string `json:"emptyDirMedium"`
+	PushRetries    int    `json:"pushRetries"`
+}
+
+// AppArmor names the profile the build step runs under and how it is requested.
+type AppArmor struct {
+	Profile string `json:"profile"`
+	Mode    string `json:"mode"`
+}
+
+// Example is what the example PipelineRun and the samples build.
+type Example struct {
+	Namespace      string `json:"namespace"`
+	GitURL         string `json:"gitURL"`
+	GitRef         string `json:"gitRef"`
+	Image          string `json:"image"`
+	RegistrySecret string `json:"registrySecret"`
+	ServiceAccount string `json:"serviceAccount"`
+}
+
+// AppArmor modes.
+const (
+	AppArmorField      = "field"
+	AppArmorAnnotation = "annotation"
+)
+
+// Platform is the OCI platform string buildah takes, e.g. linux/arm/v7.
+func (a Architecture) Platform() string {
+	if a.Variant != "" {
+		return "linux/" + a.Name + "/" + a.Variant
+	}
+	return "linux/" + a.Name
+}
+
+// ID is the architecture as it appears in task names and tags: arm64, arm-v7.
+func (a Architecture) ID() string {
+	if a.Variant != "" {
+		return a.Name + "-" + a.Variant
+	}
+	return a.Name
+}
+
+// Error is a configuration error: the field path and what is wrong with it.
+// Callers exit with status 2 on it.
+type Error struct {
+	Source string // file name, or "" for the embedded default
+	Fields []FieldError
+}
+
+// FieldError names one bad field and the fix.
+type FieldError struct {
+	Path    string
+	Message string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	src := e.Source
+	if src == "" {
+		src = "default configuration"
+	}
+	fmt.Fprintf(&b, "invalid configuration %s:", src)
+	for _, f := range e.Fields {
+		fmt.Fprintf(&b, "\n  %s: %s", f.Path, f.Message)
+	}
+	return b.String()
+}
+
+// Default returns the embedded default configuration.
+func Default() *Config {
+	c, err := Parse(nil, "")
+	if err != nil {
+		panic(fmt.Sprintf("embedded default configuration is invalid: %v", err))
+	}
+	return c
+}
+
+// Load reads a configuration file; path "" means the embedded default.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Parse(nil, "")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes data strictly on top of the embedded default and validates
+// the result. source names the data in error messages.
+func Parse(data []byte, source string) (*Config, error) {
+	var c Config
+	if err := yaml.UnmarshalStrict(defaultYAML, &c); err != nil {
+		return nil, fmt.Errorf("embedded default configuration: %w", err)
+	}
+	if len(bytes.TrimSpace(data)) > 0 {
+		// encoding/json decodes a list into the elements already there, so a
+		// user's architecture list would inherit fields of the default's
+		// entries. A list the user gives replaces the default's whole.
+		var top map[string]any
+		if err := yaml.Unmarshal(data, &top); err != nil {
+			return nil, &Error{Source: source, Fields: []FieldError{{Path: "(file)", Message: "not valid YAML: " + err.Error()}}}
+		}
+		if _, ok := top["architectures"]; ok {
+			c.Architectures = nil
+		}
+		if err := yaml.UnmarshalStrict(data, &c); err != nil {
+			return nil, &Error{Source: source, Fields: []FieldError{decodeError(err)}}
+		}
+	}
+	if errs := c.Validate(); len(errs) > 0 {
+		return nil, &Error{Source: source, Fields: errs}
+	}
+	return &c, nil
+}
+
+var unknownField = regexp.MustCompile(`unknown field "([^"]+)"`)
+
+// decodeError turns the JSON decoder's wording into one that names the field.
+func decodeError(err error) FieldError {
+	msg := err.Error()
+	if m := unknownField.FindStringSubmatch(msg); m != nil {
+		return FieldError{Path: m[1], Message: "unknown field; run `generator config` to see every field this version accepts"}
+	}
+	msg = strings.TrimPrefix(msg, "error unmarshaling JSON: while decoding JSON: ")
+	if i := strings.Index(msg, "Go struct field "); i >= 0 {
+		// "json: cannot unmarshal string into Go struct field Build.build.pushRetries of type int"
+		rest := msg[i+len("Go struct field "):]
+		field, typ, _ := strings.Cut(rest, " of type ")
+		if j := strings.Index(field, "."); j >= 0 {
+			field = field[j+1:]
+		}
+		return FieldError{Path: field, Message: "wrong type: want " + typ}
+	}
+	return FieldError{Path: "(file)", Message: msg}
+}
+
+// Known architectures, by Go's names, with the variants each accepts.
+var knownArchitectures = map[string][]string{
+	"386":     nil,
+	"amd64":   nil,
+	"arm":     {"v6", "v7"},
+	"arm64":   {"v8"},
+	"ppc64le": nil,
+	"riscv64": nil,
+	"s390x":   nil,
+}
+
+func archNames() string {
+	names := make([]string, 0, len(knownArchitectures))
+	for n := range knownArchitectures {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+var (
+	catalogVersion = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
+	profileName    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	floatingTags   = []string{"latest", "stable", "main", "master", "edge", "nightly", "dev"}
+)
+
+// Validate checks every field and returns all problems at once.
+func (c *Config) Validate() []FieldError {
+	var errs []FieldError
+	add := func(path, format string, args ...any) {
+		errs = append(errs, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+	}
+
+	if !catalogVersion.MatchString(c.Catalog.Version) {
+		add("catalog.version", "%q is not a catalog version; use MAJOR.MINOR, e.g. \"0.1\"", c.Catalog.Version)
+	}
+
+	if len(c.Architectures) == 0 {
+		add("architectures", "empty; list at least one architecture (allowed: %s)", archNames())
+	}
+	seen := map[string]int{}
+	for i, a := range c.Architectures {
+		p := fmt.Sprintf("architectures[%d]", i)
+		variants, known := knownArchitectures[a.Name]
+		switch {
+		case a.Name == "":
+			add(p+".name", "missing; allowed: %s", archNames())
+		case !known:
+			add(p+".name", "%q is not a known architecture; allowed (Go's names): %s", a.Name, archNames())
+		case a.Variant != "" && !slices.Contains(variants, a.Variant):
+			if len(variants) == 0 {
+				add(p+".variant", "%s has no variants; remove the field", a.Name)
+			} else {
+				add(p+".variant", "%q is not a variant of %s; allowed: %s", a.Variant, a.Name, strings.Join(variants, ", "))
+			}
+		case a.Name == "arm" && a.Variant == "":
+			add(p+".variant", "required for arm; allowed: v6, v7")
+		}
+		if j, dup := seen[a.ID()]; dup {
+			add(p, "duplicate of architectures[%d] (%s); list each platform once", j, a.Platform())
+		} else {
+			seen[a.ID()] = i
+		}
+		for k, v := range a.NodeSelector {
+			kp := fmt.Sprintf("%s.nodeSelector[%s]", p, k)
+			if k == corev1.LabelArchStable {
+				add(kp, "set by the generator from name; remove it")
+				continue
+			}
+			for _, m := range validation.IsQualifiedName(k) {
+				add(kp, "bad label key: %s", m)
+			}
+			for _, m := range validation.IsValidLabelValue(v) {
+				add(kp, "bad label value %q: %s", v, m)
+			}
+		}
+		for j, t := range a.Tolerations {
+			tp := fmt.Sprintf("%s.tolerations[%d]", p, j)
+			if t.Key != "" {
+				for _, m := range validation.IsQualifiedName(t.Key) {
+					add(tp+".key", "%s", m)
+				}
+			}
+			switch t.Operator {
+			case "", corev1.TolerationOpEqual:
+			case corev1.TolerationOpExists:
+				if t.Value != "" {
+					add(tp+".value", "must be empty when operator is Exists")
+				}
+			default:
+				add(tp+".operator", "%q is not allowed; use Equal or Exists", t.Operator)
+			}
+			switch t.Effect {
+			case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+			default:
+				add(tp+".effect", "%q is not allowed; use NoSchedule, PreferNoSchedule or NoExecute", t.Effect)
+			}
+		}
+	}
+
+	checkImage := func(path, ref string) {
+		if msg := PinnedImageProblem(ref); msg != "" {
+			add(path, "%s", msg)
+		}
+	}
+	checkImage("images.gitSync", c.Images.GitSync)
+	checkImage("images.buildah", c.Images.Buildah)
+
+	if msg := extendedResourceProblem(c.Build.FuseResource); msg != "" {
+		add("build.fuseResource", "%s", msg)
+	}
+	switch c.Build.StorageDriver {
+	case "overlay", "vfs":
+	default:
+		add("build.storageDriver", "%q is not supported; use overlay (fuse-overlayfs) or vfs", c.Build.StorageDriver)
+	}
+	switch corev1.StorageMedium(c.Build.EmptyDirMedium) {
+	case corev1.StorageMediumDefault, corev1.StorageMediumMemory:
+	default:
+		add("build.emptyDirMedium", "%q is not supported; use \"\" (node disk) or Memory", c.Build.EmptyDirMedium)
+	}
+	if c.Build.PushRetries < 0 || c.Build.PushRetries > 10 {
+		add("build.pushRetries", "%d is out of range; use 0 to 10", c.Build.PushRetries)
+	}
+
+	if !profileName.MatchString(c.AppArmor.Profile) {
+		add("apparmor.profile", "%q is not a usable profile name; use letters, digits, '_', '.', '-'", c.AppArmor.Profile)
+	}
+	switch c.AppArmor.Mode {
+	case AppArmorField, AppArmorAnnotation:
+	default:
+		add("apparmor.mode", "%q is not a mode; use field (Kubernetes >= 1.30) or annotation (older clusters)", c.AppArmor.Mode)
+	}
+
+	for _, m := range validation.IsDNS1123Label(c.Example.Namespace) {
+		add("example.namespace", "%q: %s", c.Example.Namespace, m)
+	}
+	if strings.TrimSpace(c.Example.GitURL) == "" {
+		add("example.gitURL", "missing; give the repository to clone, e.g. https://github.com/me/app.git")
+	}
+	if strings.TrimSpace(c.Example.GitRef) == "" {
+		add("example.gitRef", "missing; give a branch, a tag or a full commit SHA")
+	}
+	if msg := TaggedImageProblem(c.Example.Image); msg != "" {
+		add("example.image", "%s", msg)
+	}
+	if c.Example.RegistrySecret != "" {
+		for _, m := range validation.IsDNS1123Subdomain(c.Example.RegistrySecret) {
+			add("example.registrySecret", "%q: %s", c.Example.RegistrySecret, m)
+		}
+	}
+	if c.Example.ServiceAccount != "" {
+		for _, m := range validation.IsDNS1123Subdomain(c.Example.ServiceAccount) {
+			add("example.serviceAccount", "%q: %s", c.Example.ServiceAccount, m)
+		}
+	}
+	return errs
+}
+
+// PinnedImageProblem says why ref is not a pinned image reference, or "".
+// Pinned means a digest, or an exact tag that is not one of the floating ones.
+func PinnedImageProblem(ref string) string {
+	if strings.TrimSpace(ref) == "" {
+		return "empty; give an image pinned by exact tag or digest, e.g. quay.io/buildah/stable:v1.40.1"
+	}
+	if _, err := name.ParseReference(ref, name.StrictValidation); err != nil {
+		return fmt.Sprintf("%q is not a valid image reference (%v); write it in full, e.g. quay.io/buildah/stable:v1.40.1", ref, err)
+	}
+	if strings.Contains(ref, "@sha256:") {
+		return ""
+	}
+	tag, err := name.NewTag(ref, name.StrictValidation)
+	if err != nil {
+		return fmt.Sprintf("%q has no tag or digest; pin it, e.g. %s:v1.2.3 or @sha256:...", ref, ref)
+	}
+	if slices.Contains(floatingTags, tag.TagStr()) || !strings.ContainsAny(tag.TagStr(), "0123456789") {
+		return fmt.Sprintf("%q uses the floating tag %q; pin an exact version tag or a digest", ref, tag.TagStr())
+	}
+	return ""
+}
+
+// TaggedImageProblem says why ref cannot be a push target with a tag, or "".
+// The per-architecture images are pushed as <tag>-<arch>, so a tag is required
+// and a digest is meaningless for something not yet built.
+func TaggedImageProblem(ref string) string {
+	if strings.TrimSpace(ref) == "" {
+		return "empty; give the image to push, e.g. registry.example.com/me/app:v1"
+	}
+	if strings.Contains(ref, "@") {
+		return fmt.Sprintf("%q has a digest; give a tag to push to, e.g. registry.example.com/me/app:v1", ref)
+	}
+	tag, err := name.NewTag(ref, name.StrictValidation)
+	if err != nil {
+		return fmt.Sprintf("%q is not an image reference with a tag (%v); e.g. registry.example.com/me/app:v1", ref, err)
+	}
+	// The per-arch tag adds up to 7 characters (-arm-v7, -ppc64le); tags are at most 128.
+	if len(tag.TagStr()) > 120 {
+		return fmt.Sprintf("tag %q is too long: per-architecture tags add a suffix and must stay within 128 characters", tag.TagStr())
+	}
+	return ""
+}
+
+func extendedResourceProblem(r string) string {
+	if r == "" {
+		return "empty; give the resource the fuse device plugin advertises, e.g. github.com/fuse"
+	}
+	if msgs := validation.IsQualifiedName(r); len(msgs) > 0 {
+		return fmt.Sprintf("%q is not a resource name: %s", r, strings.Join(msgs, "; "))
+	}
+	domain, _, ok := strings.Cut(r, "/")
+	if !ok {
+		return fmt.Sprintf("%q has no domain; extended resources are domain/name, e.g. github.com/fuse", r)
+	}
+	if domain == "kubernetes.io" || strings.HasSuffix(domain, ".kubernetes.io") {
+		return fmt.Sprintf("%q is in the kubernetes.io domain, which is reserved; use the device plugin's name, e.g. github.com/fuse", r)
+	}
+	return ""
+}

@@ -1,0 +1,215 @@
+// Package pipeline builds the fan-out/fan-in Pipeline and the PipelineRuns
+// that pin each architecture's build to a node of that architecture. The
+// examples, the Triggers template and the start command all take their
+// PipelineRun from here.
+package pipeline
+
+import (
+	"strings"
+
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/tasks"
+)
+
+// Name is the Pipeline's name.
+const Name = "multiarch-build"
+
+// ManifestTask is the fan-in pipeline task.
+const ManifestTask = "manifest"
+
+// BuildTask names the pipeline task that builds a.
+func BuildTask(a config.Architecture) string { return "build-" + a.ID() }
+
+// TagSuffix is what a's image tag gets appended: v1 -> v1-arm64.
+func TagSuffix(a config.Architecture) string { return "-" + a.ID() }
+
+func param(name string) string { return "$(params." + name + ")" }
+
+func taskResult(task, result string) string {
+	return "$(tasks." + task + ".results." + result + ")"
+}
+
+func str(s string) v1.ParamValue { return *v1.NewStructuredValues(s) }
+
+func stringParam(name, description string, def *string) v1.ParamSpec {
+	p := v1.ParamSpec{Name: name, Type: v1.ParamTypeString, Description: description}
+	if def != nil {
+		p.Default = v1.NewStructuredValues(*def)
+	}
+	return p
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Pipeline builds one pipeline task per configured architecture, all in
+// parallel, then the manifest task that consumes their IMAGE_REF results.
+// Explicit tasks rather than a Matrix: the per-task taskRunSpecs that pin
+// each build to its architecture need a pipeline task name to attach to.
+func Pipeline(cfg *config.Config) *v1.Pipeline {
+	workspaces := []v1.PipelineWorkspaceDeclaration{
+		{Name: tasks.WorkspaceDockerConfig, Description: "Registry credentials (kubernetes.io/dockerconfigjson Secret).", Optional: true},
+		{Name: tasks.WorkspaceGitCredentials, Description: "Git credentials for a private repository (basic-auth or ssh-auth Secret).", Optional: true},
+	}
+	bind := func(names ...string) []v1.WorkspacePipelineTaskBinding {
+		var b []v1.WorkspacePipelineTaskBinding
+		for _, n := range names {
+			b = append(b, v1.WorkspacePipelineTaskBinding{Name: n, Workspace: n})
+		}
+		return b
+	}
+
+	var pts []v1.PipelineTask
+	var refs, commits, platforms []string
+	for _, a := range cfg.Architectures {
+		name := BuildTask(a)
+		pts = append(pts, v1.PipelineTask{
+			Name:    name,
+			TaskRef: &v1.TaskRef{Name: tasks.BuildName},
+			Params: v1.Params{
+				{Name: "IMAGE", Value: str(param("IMAGE"))},
+				{Name: "TAG_SUFFIX", Value: str(TagSuffix(a))},
+				{Name: "PLATFORM", Value: str(a.Platform())},
+				{Name: "ALLOW_EMULATION", Value: str(param("ALLOW_EMULATION"))},
+				{Name: "DOCKERFILE", Value: str(param("DOCKERFILE"))},
+				{Name: "CONTEXT", Value: str(param("CONTEXT"))},
+				{Name: "BUILD_ARGS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(params.BUILD_ARGS[*])"}}},
+				{Name: "TLS_VERIFY", Value: str(param("TLS_VERIFY"))},
+				{Name: "GIT_URL", Value: str(param("GIT_URL"))},
+				{Name: "GIT_REF", Value: str(param("GIT_REF"))},
+			},
+			Workspaces: bind(tasks.WorkspaceDockerConfig, tasks.WorkspaceGitCredentials),
+		})
+		refs = append(refs, taskResult(name, "IMAGE_REF"))
+		commits = append(commits, taskResult(name, "COMMIT"))
+		platforms = append(platforms, a.Platform())
+	}
+	pts = append(pts, v1.PipelineTask{
+		Name:    ManifestTask,
+		TaskRef: &v1.TaskRef{Name: tasks.ManifestName},
+		Params: v1.Params{
+			{Name: "IMAGE", Value: str(param("IMAGE"))},
+			{Name: "IMAGES", Value: *v1.NewStructuredValues(refs[0], refs[1:]...)},
+			{Name: "PLATFORMS", Value: str(strings.Join(platforms, ","))},
+			{Name: "SOURCE_COMMITS", Value: str(strings.Join(commits, " "))},
+			{Name: "TLS_VERIFY", Value: str(param("TLS_VERIFY"))},
+		},
+		Workspaces: bind(tasks.WorkspaceDockerConfig),
+	})
+
+	first := BuildTask(cfg.Architectures[0])
+	p := &v1.Pipeline{
+		TypeMeta: metav1.TypeMeta{APIVersion: v1.SchemeGroupVersion.String(), Kind: "Pipeline"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   Name,
+			Labels: map[string]string{"app.kubernetes.io/version": cfg.Catalog.Version},
+			Annotations: map[string]string{
+				"tekton.dev/pipelines.minVersion": tasks.MinPipelinesVersion(cfg),
+				"tekton.dev/platforms":            tasks.Platforms(cfg),
+				"tekton.dev/categories":           "Image Build",
+				"tekton.dev/tags":                 "image-build, buildah, multi-arch",
+				"tekton.dev/displayName":          "multi-arch build",
+			},
+		},
+		Spec: v1.PipelineSpec{
+			Description: "Builds an image natively on a node of each architecture (" + tasks.Platforms(cfg) + "), in parallel, " +
+				"then pushes one multi-arch index of them. Pin each build-<arch> task to its architecture with the PipelineRun's taskRunSpecs.",
+			Params: v1.ParamSpecs{
+				stringParam("GIT_URL", "Repository to clone.", nil),
+				stringParam("GIT_REF", "Branch, tag or full 40-character commit SHA to build.", ptr("main")),
+				stringParam("IMAGE", "The multi-arch tag to push, e.g. registry.example.com/me/app:v1; each architecture goes to <tag>-<arch>.", nil),
+				stringParam("DOCKERFILE", "Path of the Dockerfile, relative to the repository root.", ptr("./Dockerfile")),
+				stringParam("CONTEXT", "Build context, relative to the repository root.", ptr(".")),
+				{
+					Name: "BUILD_ARGS", Type: v1.ParamTypeArray, Description: "Build arguments, each KEY=VALUE.",
+					Default: &v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{}},
+				},
+				stringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
+				stringParam("ALLOW_EMULATION", "\"true\" lets a build run on a node of another architecture (QEMU). Keep false with per-arch taskRunSpecs.", ptr("false")),
+			},
+			Workspaces: workspaces,
+			Tasks:      pts,
+			Results: []v1.PipelineResult{
+				{Name: "IMAGE_URL", Description: "The multi-arch tag.", Value: str(taskResult(ManifestTask, "IMAGE_URL"))},
+				{Name: "IMAGE_DIGEST", Description: "Digest of the multi-arch index.", Value: str(taskResult(ManifestTask, "IMAGE_DIGEST"))},
+				{Name: "IMAGES", Description: "The index and each architecture's image, by digest.", Value: str(taskResult(ManifestTask, "IMAGES"))},
+				{Name: "CHAINS-GIT_URL", Description: "The repository that was built.", Value: str(taskResult(first, "URL"))},
+				{Name: "CHAINS-GIT_COMMIT", Description: "The commit that was built (the same on every architecture).", Value: str(taskResult(first, "COMMIT"))},
+			},
+		},
+	}
+	return p
+}
+
+// RunOptions is what a PipelineRun of the Pipeline is made of.
+type RunOptions struct {
+	// Name or GenerateName; one of them.
+	Name, GenerateName string
+	Namespace          string
+	GitURL, GitRef     string
+	Image              string
+	// RegistrySecret, if set, is bound to the dockerconfig workspace.
+	RegistrySecret string
+	// ServiceAccount, if set, runs every TaskRun.
+	ServiceAccount string
+	Architectures  []config.Architecture
+}
+
+// ExampleRunOptions is the example configuration's run.
+func ExampleRunOptions(cfg *config.Config) RunOptions {
+	return RunOptions{
+		GenerateName:   Name + "-",
+		Namespace:      cfg.Example.Namespace,
+		GitURL:         cfg.Example.GitURL,
+		GitRef:         cfg.Example.GitRef,
+		Image:          cfg.Example.Image,
+		RegistrySecret: cfg.Example.RegistrySecret,
+		ServiceAccount: cfg.Example.ServiceAccount,
+		Architectures:  cfg.Architectures,
+	}
+}
+
+// PipelineRun runs the Pipeline with one taskRunSpec per architecture: a
+// Pipeline cannot carry a nodeSelector, so this is where each build is pinned
+// to kubernetes.io/arch (plus the architecture's extra labels and tolerations).
+func PipelineRun(o RunOptions) *v1.PipelineRun {
+	pr := &v1.PipelineRun{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1.SchemeGroupVersion.String(), Kind: "PipelineRun"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.Name, GenerateName: o.GenerateName, Namespace: o.Namespace},
+		Spec: v1.PipelineRunSpec{
+			PipelineRef: &v1.PipelineRef{Name: Name},
+			Params: v1.Params{
+				{Name: "GIT_URL", Value: str(o.GitURL)},
+				{Name: "GIT_REF", Value: str(o.GitRef)},
+				{Name: "IMAGE", Value: str(o.Image)},
+			},
+		},
+	}
+	if o.RegistrySecret != "" {
+		pr.Spec.Workspaces = []v1.WorkspaceBinding{{
+			Name:   tasks.WorkspaceDockerConfig,
+			Secret: &corev1.SecretVolumeSource{SecretName: o.RegistrySecret},
+		}}
+	}
+	if o.ServiceAccount != "" {
+		pr.Spec.TaskRunTemplate.ServiceAccountName = o.ServiceAccount
+	}
+	for _, a := range o.Architectures {
+		sel := map[string]string{corev1.LabelArchStable: a.Name}
+		for k, v := range a.NodeSelector {
+			sel[k] = v
+		}
+		pr.Spec.TaskRunSpecs = append(pr.Spec.TaskRunSpecs, v1.PipelineTaskRunSpec{
+			PipelineTaskName: BuildTask(a),
+			PodTemplate: &pod.PodTemplate{
+				NodeSelector: sel,
+				Tolerations:  a.Tolerations,
+			},
+		})
+	}
+	return pr
+}

@@ -1,0 +1,162 @@
+#!/bin/sh
+# Assemble the per-architecture images, by digest, into one multi-arch index,
+# push it, then read the pushed index back from the registry and fail unless
+# it holds exactly the expected platforms with the expected digests. Every
+# input comes from the environment: Tekton params are never interpolated into
+# this script.
+#
+#   IMAGE             the index tag to push, e.g. registry.example.com/me/app:v1
+#   PLATFORMS         expected platforms, comma-separated: linux/amd64,linux/arm64
+#   SOURCE_COMMITS    optional, space-separated commits the images were built
+#                     from; all must be equal
+#   TLS_VERIFY        "true" or "false"
+#   PUSH_RETRIES      how many times to retry the push
+#   DOCKERCONFIG_BOUND, DOCKERCONFIG_PATH   registry credentials workspace
+#   RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGES   result files
+#   CONTAINERS_ROOT, CONTAINERS_RUNROOT     optional buildah storage locations
+#   arguments         IMAGES: each architecture's image as repo@sha256:...
+set -eu
+
+die() {
+	printf 'error: %s\n' "$*" >&2
+	exit 1
+}
+
+TLS_VERIFY=${TLS_VERIFY:-true}
+PUSH_RETRIES=${PUSH_RETRIES:-3}
+PLATFORMS=${PLATFORMS:-}
+: "${RESULT_IMAGE_URL:?}" "${RESULT_IMAGE_DIGEST:?}" "${RESULT_IMAGES:?}"
+case "$TLS_VERIFY" in
+true | false) ;;
+*) die "TLS_VERIFY must be true or false, not '$TLS_VERIFY'" ;;
+esac
+case "$PUSH_RETRIES" in
+'' | *[!0-9]*) die "PUSH_RETRIES must be a whole number, not '$PUSH_RETRIES'" ;;
+esac
+
+[ -n "${IMAGE:-}" ] || die "IMAGE is empty: set it to the multi-arch tag to push, e.g. registry.example.com/me/app:v1"
+case "$IMAGE" in
+-* | *[[:space:]]*) die "IMAGE '$IMAGE' is not an image reference" ;;
+*@*) die "IMAGE '$IMAGE' has a digest: give the tag to push the index to" ;;
+esac
+repo=$IMAGE
+case "${IMAGE##*/}" in
+*:*) repo=${IMAGE%:*} ;;
+esac
+
+[ "$#" -gt 0 ] || die "IMAGES is empty: pass each architecture's IMAGE_REF result"
+[ -n "$PLATFORMS" ] || die "PLATFORMS is empty: list the platforms the index must hold, e.g. linux/amd64,linux/arm64"
+
+# All architectures must come from one commit: a branch that moved between the
+# per-architecture clones would otherwise give an index of mixed sources.
+same_commit() {
+	first=$1
+	for c in "$@"; do
+		[ "$c" = "$first" ] || die "the architectures were built from different commits ($*): the branch moved during the run; pin GIT_REF to a full commit SHA and run again"
+	done
+}
+if [ -n "${SOURCE_COMMITS:-}" ]; then
+	# shellcheck disable=SC2086 # split on purpose: one commit per word
+	same_commit $SOURCE_COMMITS
+fi
+
+if [ "${DOCKERCONFIG_BOUND:-false}" = true ]; then
+	if [ -f "${DOCKERCONFIG_PATH:?}/config.json" ]; then
+		REGISTRY_AUTH_FILE=$DOCKERCONFIG_PATH/config.json
+	elif [ -f "$DOCKERCONFIG_PATH/.dockerconfigjson" ]; then
+		REGISTRY_AUTH_FILE=$DOCKERCONFIG_PATH/.dockerconfigjson
+	else
+		die "workspace dockerconfig is bound but holds neither config.json nor .dockerconfigjson"
+	fi
+	export REGISTRY_AUTH_FILE
+fi
+
+# Only manifests move here, no layers are mounted: vfs needs no /dev/fuse.
+bah() {
+	buildah ${CONTAINERS_ROOT:+--root "$CONTAINERS_ROOT"} ${CONTAINERS_RUNROOT:+--runroot "$CONTAINERS_RUNROOT"} \
+		--storage-driver vfs "$@"
+}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for ref in "$@"; do
+	printf '%s\n' "$ref" | grep -Eq '^[^@[:space:]-][^@[:space:]]*@sha256:[0-9a-f]{64}$' ||
+		die "IMAGES entry '$ref' is not an image pinned by digest (repo@sha256:...): pass the build tasks' IMAGE_REF results"
+	printf '%s\n' "${ref#*@}" >>"$work/want-digests"
+done
+printf '%s\n' "$PLATFORMS" | tr ',' '\n' | sed '/^$/d' | sort >"$work/want-platforms"
+[ "$(sort -u "$work/want-platforms" | wc -l)" -eq "$(wc -l <"$work/want-platforms")" ] ||
+	die "PLATFORMS '$PLATFORMS' lists a platform twice"
+[ "$(wc -l <"$work/want-platforms")" -eq "$#" ] ||
+	die "PLATFORMS lists $(wc -l <"$work/want-platforms") platforms but IMAGES has $# images"
+
+# entries FILE prints "digest os/arch[/variant]" for each manifest of the
+# index (OCI or Docker list) that buildah printed to FILE. Plain sed keeps this
+# to what every buildah image has.
+entries() {
+	tr -d ' \t\r\n' <"$1" | sed 's/{"mediaType"/\
+{"mediaType"/g' | grep '"platform":{' | while IFS= read -r e; do
+		d=$(printf '%s' "$e" | sed -n 's/.*"digest":"\(sha256:[0-9a-f]*\)".*/\1/p')
+		p=${e#*\"platform\":}
+		p=${p%%\}*}
+		os=$(printf '%s' "$p" | sed -n 's/.*"os":"\([^"]*\)".*/\1/p')
+		arch=$(printf '%s' "$p" | sed -n 's/.*"architecture":"\([^"]*\)".*/\1/p')
+		variant=$(printf '%s' "$p" | sed -n 's/.*"variant":"\([^"]*\)".*/\1/p')
+		[ "$arch/$variant" != arm64/v8 ] || variant=
+		printf '%s %s/%s%s\n' "$d" "$os" "$arch" "${variant:+/$variant}"
+	done
+}
+
+# check FILE WHEN fails unless the index in FILE holds exactly the wanted
+# digests, each once, with exactly the wanted platforms.
+check() {
+	entries "$1" >"$work/entries"
+	total=$(tr -d ' \t\r\n' <"$1" | grep -o '"digest":"sha256:' | wc -l)
+	n=$(wc -l <"$work/entries")
+	[ "$n" -eq "$total" ] || die "$2: could not read every manifest of the index ($n of $total have a platform)"
+	cut -d' ' -f1 "$work/entries" | sort >"$work/got-digests"
+	sort "$work/want-digests" >"$work/want-digests.sorted"
+	cmp -s "$work/got-digests" "$work/want-digests.sorted" ||
+		die "$2: the index holds digests $(tr '\n' ' ' <"$work/got-digests")but IMAGES are $(tr '\n' ' ' <"$work/want-digests.sorted")"
+	cut -d' ' -f2 "$work/entries" | sort >"$work/got-platforms"
+	cmp -s "$work/got-platforms" "$work/want-platforms" ||
+		die "$2: the index holds platforms $(tr '\n' ' ' <"$work/got-platforms")but PLATFORMS are $(tr '\n' ' ' <"$work/want-platforms")"
+}
+
+list=multiarch-index-$$
+bah manifest create "$list" >/dev/null
+for ref in "$@"; do
+	echo "adding $ref"
+	bah manifest add --tls-verify="$TLS_VERIFY" "$list" "docker://$ref" >/dev/null ||
+		die "cannot add $ref to the index: the registry does not have it or refused to serve it (nothing was pushed)"
+done
+bah manifest inspect "$list" >"$work/local.json"
+check "$work/local.json" "before push (nothing was pushed)"
+
+echo "pushing index $IMAGE"
+attempt=0
+until bah manifest push --all --tls-verify="$TLS_VERIFY" --digestfile "$work/digest" "$list" "docker://$IMAGE"; do
+	attempt=$((attempt + 1))
+	[ "$attempt" -le "$PUSH_RETRIES" ] ||
+		die "pushing the index $IMAGE failed after $PUSH_RETRIES retries: check that the registry is reachable, TLS_VERIFY, and the dockerconfig workspace's credentials"
+	echo "push failed, retry $attempt of $PUSH_RETRIES in 2s"
+	sleep 2
+done
+digest=$(cat "$work/digest")
+printf '%s' "$digest" | grep -Eq '^sha256:[0-9a-f]{64}$' || die "buildah wrote no usable digest ('$digest')"
+
+# Read the index back from the registry, by digest, and check it again.
+pushed=$list-pushed
+bah manifest create --tls-verify="$TLS_VERIFY" --all "$pushed" "docker://$repo@$digest" >/dev/null ||
+	die "cannot read the pushed index $repo@$digest back from the registry"
+bah manifest inspect "$pushed" >"$work/pushed.json"
+check "$work/pushed.json" "pushed index $repo@$digest"
+
+printf '%s' "$IMAGE" >"$RESULT_IMAGE_URL"
+printf '%s' "$digest" >"$RESULT_IMAGE_DIGEST"
+{
+	printf '%s' "$repo@$digest"
+	for ref in "$@"; do printf ',%s' "$ref"; done
+} >"$RESULT_IMAGES"
+echo "pushed $repo@$digest:"
+sed 's/^/  /' "$work/entries"

@@ -1,0 +1,383 @@
+// Package tasks builds the catalog's Tekton Tasks as typed v1 objects: the
+// git-sync clone, the per-architecture buildah build and the manifest fan-in.
+package tasks
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/scripts"
+)
+
+// Task names, as they are installed and referenced.
+const (
+	GitSyncName  = "git-sync"
+	BuildName    = "buildah-build"
+	ManifestName = "buildah-manifest"
+)
+
+// Step names. Tekton names a step's container step-<name>, which the
+// pre-1.30 AppArmor annotation must spell out.
+const (
+	CloneStep    = "clone"
+	BuildStep    = "build"
+	ManifestStep = "manifest"
+)
+
+// Workspace names.
+const (
+	WorkspaceOutput         = "output"
+	WorkspaceDockerConfig   = "dockerconfig"
+	WorkspaceGitCredentials = "git-credentials"
+)
+
+const (
+	sourceVolume     = "source"
+	sourceMount      = "/source"
+	sourceRoot       = sourceMount + "/repo"
+	containersVolume = "containers"
+	containersMount  = "/var/lib/containers"
+	// SourceLink is the link git-sync points at the checked-out commit.
+	SourceLink = "checkout"
+)
+
+// AppArmorAnnotationPrefix is the pre-Kubernetes-1.30 way to name a
+// container's AppArmor profile; the key ends in the container's name.
+const AppArmorAnnotationPrefix = "container.apparmor.security.beta.kubernetes.io/"
+
+// MinPipelinesVersion is the oldest Tekton Pipelines release that runs what
+// we generate for cfg. The annotation mode needs the tekton.dev/v1 API with
+// taskRunSpecs pod templates, Task volumes and step computeResources (first
+// served in v0.43.0; optional-workspace variables date from v0.17.0). The
+// securityContext.appArmorProfile field needs a release built against
+// k8s.io/api >= 0.30, or Tekton does not know the field: v0.61 to v0.68 pin
+// k8s.io/api v0.29, v0.69.0 is the first to pin v0.31.
+func MinPipelinesVersion(cfg *config.Config) string {
+	if cfg.AppArmor.Mode == config.AppArmorField {
+		return minVersionAppArmorField
+	}
+	return minVersionV1
+}
+
+var (
+	minVersionV1            = "0.43.0"
+	minVersionAppArmorField = "0.69.0"
+)
+
+// Platforms is the tekton.dev/platforms annotation: the configured platforms.
+func Platforms(cfg *config.Config) string {
+	ps := make([]string, 0, len(cfg.Architectures))
+	for _, a := range cfg.Architectures {
+		ps = append(ps, a.Platform())
+	}
+	return strings.Join(ps, ",")
+}
+
+func meta(cfg *config.Config, name, displayName, tags string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name: name,
+		Labels: map[string]string{
+			"app.kubernetes.io/version": cfg.Catalog.Version,
+		},
+		Annotations: map[string]string{
+			"tekton.dev/pipelines.minVersion": MinPipelinesVersion(cfg),
+			"tekton.dev/platforms":            Platforms(cfg),
+			"tekton.dev/categories":           "Image Build",
+			"tekton.dev/tags":                 tags,
+			"tekton.dev/displayName":          displayName,
+		},
+	}
+}
+
+func typeMeta(kind string) metav1.TypeMeta {
+	return metav1.TypeMeta{APIVersion: v1.SchemeGroupVersion.String(), Kind: kind}
+}
+
+func env(name, value string) corev1.EnvVar { return corev1.EnvVar{Name: name, Value: value} }
+
+func param(name string) string { return "$(params." + name + ")" }
+
+func stringParam(name, description string, def *string) v1.ParamSpec {
+	p := v1.ParamSpec{Name: name, Type: v1.ParamTypeString, Description: description}
+	if def != nil {
+		p.Default = v1.NewStructuredValues(*def)
+	}
+	return p
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func result(name, description string) v1.TaskResult {
+	return v1.TaskResult{Name: name, Type: v1.ResultsTypeString, Description: description}
+}
+
+func resultPath(name string) string { return "$(results." + name + ".path)" }
+
+func optionalWorkspace(name, description string) v1.WorkspaceDeclaration {
+	return v1.WorkspaceDeclaration{Name: name, Description: description, Optional: true, ReadOnly: true}
+}
+
+func workspaceEnv(prefix, workspace string) []corev1.EnvVar {
+	return []corev1.EnvVar{
+		env(prefix+"_BOUND", "$(workspaces."+workspace+".bound)"),
+		env(prefix+"_PATH", "$(workspaces."+workspace+".path)"),
+	}
+}
+
+// The step that never needs privileges: git-sync runs as its image's non-root user.
+func hardened() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr(false),
+		RunAsNonRoot:             ptr(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+}
+
+// buildahSecurity is the buildah steps' security context: not privileged, in
+// the field mode confined by the Localhost profile that allows mount.
+func buildahSecurity(cfg *config.Config) *corev1.SecurityContext {
+	if cfg.AppArmor.Mode != config.AppArmorField {
+		return nil
+	}
+	return &corev1.SecurityContext{
+		AppArmorProfile: &corev1.AppArmorProfile{
+			Type:             corev1.AppArmorProfileTypeLocalhost,
+			LocalhostProfile: ptr(cfg.AppArmor.Profile),
+		},
+	}
+}
+
+// appArmorAnnotations names the profile of each buildah step in the
+// annotation mode; Tekton copies a Task's annotations to its pods.
+func appArmorAnnotations(cfg *config.Config, t *v1.Task, steps ...string) {
+	if cfg.AppArmor.Mode != config.AppArmorAnnotation {
+		return
+	}
+	for _, s := range steps {
+		t.Annotations[AppArmorAnnotationPrefix+StepContainer(s)] = "localhost/" + cfg.AppArmor.Profile
+	}
+}
+
+// cloneStep is the one git-sync step both the git-sync Task and the build
+// Task run. root is git-sync's --root; urlResult also records the URL.
+func cloneStep(cfg *config.Config, root string, mounts []corev1.VolumeMount) v1.Step {
+	e := []corev1.EnvVar{
+		env("GIT_URL", param("GIT_URL")),
+		env("GIT_REF", param("GIT_REF")),
+		env("SOURCE_ROOT", root),
+		env("SOURCE_LINK", SourceLink),
+		env("RESULT_COMMIT", resultPath("COMMIT")),
+		env("RESULT_URL", resultPath("URL")),
+	}
+	e = append(e, workspaceEnv("GIT_CREDENTIALS", WorkspaceGitCredentials)...)
+	return v1.Step{
+		Name:            CloneStep,
+		Image:           cfg.Images.GitSync,
+		Env:             e,
+		VolumeMounts:    mounts,
+		SecurityContext: hardened(),
+		Script:          scripts.Clone,
+	}
+}
+
+func gitParams(defaultRef string) []v1.ParamSpec {
+	return []v1.ParamSpec{
+		stringParam("GIT_URL", "Repository to clone (https://, ssh:// or git://).", nil),
+		stringParam("GIT_REF", "Branch, tag or full 40-character commit SHA to build.", ptr(defaultRef)),
+	}
+}
+
+func gitResults() []v1.TaskResult {
+	return []v1.TaskResult{
+		result("COMMIT", "Full SHA of the commit that was cloned."),
+		result("URL", "The repository URL that was cloned."),
+	}
+}
+
+func gitCredentialsWorkspace() v1.WorkspaceDeclaration {
+	return optionalWorkspace(WorkspaceGitCredentials,
+		"Credentials for a private repository: a kubernetes.io/basic-auth Secret (username, password) or a kubernetes.io/ssh-auth Secret (ssh-privatekey) with a known_hosts key.")
+}
+
+func dockerConfigWorkspace() v1.WorkspaceDeclaration {
+	return optionalWorkspace(WorkspaceDockerConfig,
+		"Registry credentials: a kubernetes.io/dockerconfigjson Secret (.dockerconfigjson) or a config.json.")
+}
+
+// GitSync is the standalone clone Task: git-sync once, at depth 1, into a workspace.
+func GitSync(cfg *config.Config) *v1.Task {
+	root := "$(workspaces." + WorkspaceOutput + ".path)/$(params.SUBDIRECTORY)"
+	t := &v1.Task{
+		TypeMeta:   typeMeta("Task"),
+		ObjectMeta: meta(cfg, GitSyncName, "git-sync clone", "git, git-sync"),
+		Spec: v1.TaskSpec{
+			Description: "Clones one commit of a git repository with git-sync v4 (one-time, depth 1) into a workspace.\n" +
+				"The checkout is the target of the link <output>/<SUBDIRECTORY>/" + SourceLink + "; enter it through readlink.",
+			Params: append(gitParams("main"),
+				stringParam("SUBDIRECTORY", "Directory of the output workspace that becomes git-sync's --root.", ptr("source"))),
+			Workspaces: []v1.WorkspaceDeclaration{
+				{Name: WorkspaceOutput, Description: "Where the repository is cloned. git-sync runs as UID 65533: the volume must be writable by it (fsGroup 65533, or an emptyDir)."},
+				gitCredentialsWorkspace(),
+			},
+			Results: gitResults(),
+			Steps:   []v1.Step{cloneStep(cfg, root, nil)},
+		},
+	}
+	return t
+}
+
+// Build is the per-architecture Task: clone and build in one pod, so the
+// checkout is an emptyDir on the very node that builds and no volume is
+// shared across nodes.
+func Build(cfg *config.Config) *v1.Task {
+	storage := cfg.Build.StorageDriver
+	retries := strconv.Itoa(cfg.Build.PushRetries)
+	t := &v1.Task{
+		TypeMeta:   typeMeta("Task"),
+		ObjectMeta: meta(cfg, BuildName, "buildah build (one architecture)", "image-build, buildah, multi-arch, git-sync"),
+		Spec: v1.TaskSpec{
+			Description: "Clones a repository with git-sync and builds and pushes one architecture of an image with buildah, natively on the node it runs on.\n" +
+				"Run it on a node of the target architecture (kubernetes.io/arch nodeSelector): it refuses to build under emulation unless ALLOW_EMULATION is true.",
+			Params: append(append([]v1.ParamSpec{
+				stringParam("IMAGE", "Image to push, with a tag: registry.example.com/me/app:v1.", nil),
+				stringParam("TAG_SUFFIX", "Appended to IMAGE's tag, e.g. -arm64; IMAGE must then carry a tag.", ptr("")),
+				stringParam("PLATFORM", "Platform to build: linux/ARCH[/VARIANT], e.g. linux/arm64 or linux/arm/v7.", nil),
+				stringParam("ALLOW_EMULATION", "\"true\" lets the build run on a node of another architecture (under QEMU emulation).", ptr("false")),
+				stringParam("DOCKERFILE", "Path of the Dockerfile, relative to the repository root.", ptr("./Dockerfile")),
+				stringParam("CONTEXT", "Build context, relative to the repository root.", ptr(".")),
+				{
+					Name: "BUILD_ARGS", Type: v1.ParamTypeArray,
+					Description: "Build arguments, each KEY=VALUE.",
+					Default:     &v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{}},
+				},
+				stringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
+			}, gitParams("main")...),
+				stringParam("STORAGE_DRIVER", "buildah storage driver: overlay (fuse-overlayfs, needs /dev/fuse) or vfs.", ptr(storage)),
+				stringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(retries)),
+			),
+			Workspaces: []v1.WorkspaceDeclaration{dockerConfigWorkspace(), gitCredentialsWorkspace()},
+			Results: append([]v1.TaskResult{
+				result("IMAGE_URL", "The tag that was pushed."),
+				result("IMAGE_DIGEST", "Digest of the pushed image."),
+				result("IMAGE_REF", "The pushed image by digest: repository@sha256:..."),
+			}, gitResults()...),
+			Volumes: []corev1.Volume{
+				{Name: sourceVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMedium(cfg.Build.EmptyDirMedium)}}},
+				{Name: containersVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+			Steps: []v1.Step{
+				cloneStep(cfg, sourceRoot, []corev1.VolumeMount{{Name: sourceVolume, MountPath: sourceMount}}),
+				buildStep(cfg),
+			},
+		},
+	}
+	appArmorAnnotations(cfg, t, BuildStep)
+	return t
+}
+
+func buildStep(cfg *config.Config) v1.Step {
+	e := []corev1.EnvVar{
+		env("IMAGE", param("IMAGE")),
+		env("TAG_SUFFIX", param("TAG_SUFFIX")),
+		env("PLATFORM", param("PLATFORM")),
+		env("ALLOW_EMULATION", param("ALLOW_EMULATION")),
+		env("DOCKERFILE", param("DOCKERFILE")),
+		env("CONTEXT", param("CONTEXT")),
+		env("TLS_VERIFY", param("TLS_VERIFY")),
+		env("STORAGE_DRIVER", param("STORAGE_DRIVER")),
+		env("PUSH_RETRIES", param("PUSH_RETRIES")),
+		env("SOURCE_ROOT", sourceRoot),
+		env("SOURCE_LINK", SourceLink),
+		env("RESULT_IMAGE_URL", resultPath("IMAGE_URL")),
+		env("RESULT_IMAGE_DIGEST", resultPath("IMAGE_DIGEST")),
+		env("RESULT_IMAGE_REF", resultPath("IMAGE_REF")),
+		// chroot isolation: RUN steps need no nested container runtime.
+		env("BUILDAH_ISOLATION", "chroot"),
+	}
+	e = append(e, workspaceEnv("DOCKERCONFIG", WorkspaceDockerConfig)...)
+	s := v1.Step{
+		Name:  BuildStep,
+		Image: cfg.Images.Buildah,
+		Args:  []string{"$(params.BUILD_ARGS[*])"},
+		Env:   e,
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: sourceVolume, MountPath: sourceMount},
+			{Name: containersVolume, MountPath: containersMount},
+		},
+		SecurityContext: buildahSecurity(cfg),
+		Script:          scripts.Build,
+	}
+	if cfg.Build.StorageDriver == "overlay" {
+		s.ComputeResources = corev1.ResourceRequirements{
+			Limits: corev1.ResourceList{corev1.ResourceName(cfg.Build.FuseResource): mustQuantity("1")},
+		}
+	}
+	return s
+}
+
+// Manifest is the fan-in Task: one index from the per-architecture images.
+func Manifest(cfg *config.Config) *v1.Task {
+	t := &v1.Task{
+		TypeMeta:   typeMeta("Task"),
+		ObjectMeta: meta(cfg, ManifestName, "buildah multi-arch manifest", "image-build, buildah, multi-arch, manifest"),
+		Spec: v1.TaskSpec{
+			Description: "Assembles per-architecture images, by digest, into one multi-arch image index, pushes it with buildah manifest push --all, " +
+				"then reads the pushed index back and fails unless it holds exactly the expected platforms and digests.",
+			Params: []v1.ParamSpec{
+				stringParam("IMAGE", "Tag to push the index to: registry.example.com/me/app:v1.", nil),
+				{Name: "IMAGES", Type: v1.ParamTypeArray, Description: "Each architecture's image by digest (repository@sha256:...), e.g. the build tasks' IMAGE_REF results."},
+				stringParam("PLATFORMS", "The platforms the index must hold, comma-separated: linux/amd64,linux/arm64.", nil),
+				stringParam("SOURCE_COMMITS", "Space-separated commits the images were built from; the task fails unless all are equal. Empty: not checked.", ptr("")),
+				stringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
+				stringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(strconv.Itoa(cfg.Build.PushRetries))),
+			},
+			Workspaces: []v1.WorkspaceDeclaration{dockerConfigWorkspace()},
+			Results: []v1.TaskResult{
+				result("IMAGE_URL", "The tag the index was pushed to."),
+				result("IMAGE_DIGEST", "Digest of the pushed index."),
+				result("IMAGES", "The index and each architecture's image, by digest, comma-separated."),
+			},
+			Volumes: []corev1.Volume{
+				{Name: containersVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+			Steps: []v1.Step{{
+				Name:  ManifestStep,
+				Image: cfg.Images.Buildah,
+				Args:  []string{"$(params.IMAGES[*])"},
+				Env: append([]corev1.EnvVar{
+					env("IMAGE", param("IMAGE")),
+					env("PLATFORMS", param("PLATFORMS")),
+					env("SOURCE_COMMITS", param("SOURCE_COMMITS")),
+					env("TLS_VERIFY", param("TLS_VERIFY")),
+					env("PUSH_RETRIES", param("PUSH_RETRIES")),
+					env("RESULT_IMAGE_URL", resultPath("IMAGE_URL")),
+					env("RESULT_IMAGE_DIGEST", resultPath("IMAGE_DIGEST")),
+					env("RESULT_IMAGES", resultPath("IMAGES")),
+					env("BUILDAH_ISOLATION", "chroot"),
+				}, workspaceEnv("DOCKERCONFIG", WorkspaceDockerConfig)...),
+				VolumeMounts:    []corev1.VolumeMount{{Name: containersVolume, MountPath: containersMount}},
+				SecurityContext: buildahSecurity(cfg),
+				Script:          scripts.Manifest,
+			}},
+		},
+	}
+	appArmorAnnotations(cfg, t, ManifestStep)
+	return t
+}
+
+// All returns every Task of the catalog.
+func All(cfg *config.Config) []*v1.Task {
+	return []*v1.Task{GitSync(cfg), Build(cfg), Manifest(cfg)}
+}
+
+// StepContainer is the name Tekton gives a step's container.
+func StepContainer(step string) string { return fmt.Sprintf("step-%s", step) }
+
+func mustQuantity(s string) resource.Quantity { return resource.MustParse(s) }
