@@ -6,6 +6,8 @@ package config
 import (
 	"bytes"
 	_ "embed"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -16,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -151,8 +154,8 @@ func Load(path string) (*Config, error) {
 // the result. source names the data in error messages.
 func Parse(data []byte, source string) (*Config, error) {
 	var c Config
-	if err := yaml.UnmarshalStrict(defaultYAML, &c); err != nil {
-		return nil, fmt.Errorf("embedded default configuration: %w", err)
+	if fields := decodeStrict(defaultYAML, &c); len(fields) > 0 {
+		return nil, &Error{Fields: fields}
 	}
 	if len(bytes.TrimSpace(data)) > 0 {
 		// encoding/json decodes a list into the elements already there, so a
@@ -165,8 +168,8 @@ func Parse(data []byte, source string) (*Config, error) {
 		if _, ok := top["architectures"]; ok {
 			c.Architectures = nil
 		}
-		if err := yaml.UnmarshalStrict(data, &c); err != nil {
-			return nil, &Error{Source: source, Fields: []FieldError{decodeError(err)}}
+		if fields := decodeStrict(data, &c); len(fields) > 0 {
+			return nil, &Error{Source: source, Fields: fields}
 		}
 	}
 	if errs := c.Validate(); len(errs) > 0 {
@@ -175,25 +178,47 @@ func Parse(data []byte, source string) (*Config, error) {
 	return &c, nil
 }
 
-var unknownField = regexp.MustCompile(`unknown field "([^"]+)"`)
-
-// decodeError turns the JSON decoder's wording into one that names the field.
-func decodeError(err error) FieldError {
-	msg := err.Error()
-	if m := unknownField.FindStringSubmatch(msg); m != nil {
-		return FieldError{Path: m[1], Message: "unknown field; run `generator config` to see every field this version accepts"}
+// decodeStrict decodes YAML data into c, case-sensitively, refusing unknown
+// and duplicate fields. encoding/json (behind sigs.k8s.io/yaml's strict mode)
+// matches field names case-insensitively, so "storagedriver" would pass for
+// storageDriver; sigs.k8s.io/json is the decoder Kubernetes itself uses.
+func decodeStrict(data []byte, c *Config) []FieldError {
+	j, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return []FieldError{{Path: "(file)", Message: "not valid YAML: " + err.Error()}}
 	}
-	msg = strings.TrimPrefix(msg, "error unmarshaling JSON: while decoding JSON: ")
-	if i := strings.Index(msg, "Go struct field "); i >= 0 {
-		// "json: cannot unmarshal string into Go struct field Build.build.pushRetries of type int"
-		rest := msg[i+len("Go struct field "):]
-		field, typ, _ := strings.Cut(rest, " of type ")
-		if j := strings.Index(field, "."); j >= 0 {
-			field = field[j+1:]
+	strict, err := sigsjson.UnmarshalStrict(j, c, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+	if err != nil {
+		return []FieldError{typeError(err)}
+	}
+	var out []FieldError
+	for _, e := range strict {
+		msg := e.Error()
+		if m := unknownField.FindStringSubmatch(msg); m != nil {
+			out = append(out, FieldError{Path: m[1], Message: "unknown field; run `generator config` to see every field this version accepts"})
+			continue
 		}
-		return FieldError{Path: field, Message: "wrong type: want " + typ}
+		if m := duplicateField.FindStringSubmatch(msg); m != nil {
+			out = append(out, FieldError{Path: m[1], Message: "given twice; keep one"})
+			continue
+		}
+		out = append(out, FieldError{Path: "(file)", Message: msg})
 	}
-	return FieldError{Path: "(file)", Message: msg}
+	return out
+}
+
+var (
+	unknownField   = regexp.MustCompile(`unknown field "([^"]+)"`)
+	duplicateField = regexp.MustCompile(`duplicate field "([^"]+)"`)
+)
+
+// typeError names the field of a JSON type error.
+func typeError(err error) FieldError {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return FieldError{Path: te.Field, Message: fmt.Sprintf("wrong type: got %s, want %s", te.Value, te.Type)}
+	}
+	return FieldError{Path: "(file)", Message: err.Error()}
 }
 
 // Known architectures, by Go's names, with the variants each accepts.
@@ -361,15 +386,18 @@ func PinnedImageProblem(ref string) string {
 	if strings.TrimSpace(ref) == "" {
 		return "empty; give an image pinned by exact tag or digest, e.g. quay.io/buildah/stable:v1.40.1"
 	}
-	if _, err := name.ParseReference(ref, name.StrictValidation); err != nil {
-		return fmt.Sprintf("%q is not a valid image reference (%v); write it in full, e.g. quay.io/buildah/stable:v1.40.1", ref, err)
-	}
-	if strings.Contains(ref, "@sha256:") {
+	if strings.Contains(ref, "@") {
+		if _, err := name.NewDigest(ref, name.StrictValidation); err != nil {
+			return fmt.Sprintf("%q is not a valid image reference (%v); write it in full, e.g. quay.io/buildah/stable:v1.40.1@sha256:...", ref, err)
+		}
 		return ""
+	}
+	if !strings.Contains(ref[strings.LastIndex(ref, "/")+1:], ":") {
+		return fmt.Sprintf("%q has no tag or digest; pin it, e.g. %s:v1.2.3 or %s@sha256:...", ref, ref, ref)
 	}
 	tag, err := name.NewTag(ref, name.StrictValidation)
 	if err != nil {
-		return fmt.Sprintf("%q has no tag or digest; pin it, e.g. %s:v1.2.3 or @sha256:...", ref, ref)
+		return fmt.Sprintf("%q is not a valid image reference (%v); write it in full, e.g. quay.io/buildah/stable:v1.40.1", ref, err)
 	}
 	if slices.Contains(floatingTags, tag.TagStr()) || !strings.ContainsAny(tag.TagStr(), "0123456789") {
 		return fmt.Sprintf("%q uses the floating tag %q; pin an exact version tag or a digest", ref, tag.TagStr())

@@ -147,7 +147,7 @@ func Check(root string, files Files, owned Owned) (string, error) {
 			return "", err
 		}
 		if string(have) != string(files[p]) {
-			fmt.Fprintf(&b, "stale: %s (-committed +generated):\n%s\n", p, cmp.Diff(string(have), string(files[p])))
+			fmt.Fprintf(&b, "stale: %s (-on disk +generated):\n%s\n", p, cmp.Diff(strings.Split(string(have), "\n"), strings.Split(string(files[p]), "\n")))
 		}
 	}
 	existing, err := owned.existing(root)

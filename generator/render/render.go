@@ -28,6 +28,7 @@ func YAML(obj any) ([]byte, error) {
 		return nil, err
 	}
 	n = prune(n, "")
+	dropStatus(n)
 	if n == nil {
 		return nil, fmt.Errorf("render: %T renders to nothing", obj)
 	}
@@ -119,15 +120,34 @@ func scalar(tag, v string) *yaml.Node {
 	return n
 }
 
-// prune drops nulls, empty objects and empty descriptions; it returns nil
-// when n itself is to be dropped.
+// meaningfulEmpty are the keys whose empty object means something and stays.
+var meaningfulEmpty = map[string]bool{"emptyDir": true}
+
+// dropStatus removes a top-level status: generated objects are desired
+// state, and typed statuses serialize zero counters.
+func dropStatus(n *yaml.Node) {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "status" {
+			n.Content = append(n.Content[:i], n.Content[i+2:]...)
+			return
+		}
+	}
+}
+
+// prune drops nulls, empty objects (but emptyDir: {}) and empty strings
+// (but chosen values); it returns nil when n itself is to be dropped.
 func prune(n *yaml.Node, key string) *yaml.Node {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if n.Tag == "!!null" {
 			return nil
 		}
-		if n.Tag == "!!str" && n.Value == "" && key == "description" {
+		// "" is noise (description: "", serviceAccountName: "") except where
+		// it is a value someone chose: a param default or a param/env value.
+		if n.Tag == "!!str" && n.Value == "" && key != "default" && key != "value" {
 			return nil
 		}
 		return n
@@ -138,10 +158,13 @@ func prune(n *yaml.Node, key string) *yaml.Node {
 				kept = append(kept, n.Content[i], v)
 			}
 		}
-		if len(kept) == 0 {
+		n.Content = kept
+		if len(kept) == 0 && !meaningfulEmpty[key] {
 			return nil
 		}
-		n.Content = kept
+		if len(kept) == 0 {
+			n.Style = yaml.FlowStyle
+		}
 		return n
 	case yaml.SequenceNode:
 		var kept []*yaml.Node

@@ -13,6 +13,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/config"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"knative.dev/pkg/apis"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -56,19 +57,19 @@ func Decode(source string, data []byte) (Objects, error) {
 		switch head.Kind {
 		case "Task":
 			var t v1.Task
-			err = yaml.UnmarshalStrict([]byte(doc), &t)
+			err = decodeStrict([]byte(doc), &t)
 			out.Tasks = append(out.Tasks, &t)
 		case "Pipeline":
 			var p v1.Pipeline
-			err = yaml.UnmarshalStrict([]byte(doc), &p)
+			err = decodeStrict([]byte(doc), &p)
 			out.Pipelines = append(out.Pipelines, &p)
 		case "PipelineRun":
 			var pr v1.PipelineRun
-			err = yaml.UnmarshalStrict([]byte(doc), &pr)
+			err = decodeStrict([]byte(doc), &pr)
 			out.PipelineRuns = append(out.PipelineRuns, &pr)
 		case "TaskRun":
 			var tr v1.TaskRun
-			err = yaml.UnmarshalStrict([]byte(doc), &tr)
+			err = decodeStrict([]byte(doc), &tr)
 			out.TaskRuns = append(out.TaskRuns, &tr)
 		default:
 			return out, fmt.Errorf("%s: document %d: kind %q is not a Tekton kind this catalog ships", source, i+1, head.Kind)
@@ -78,6 +79,20 @@ func Decode(source string, data []byte) (Objects, error) {
 		}
 	}
 	return out, nil
+}
+
+// decodeStrict decodes like the API server does: field names are
+// case-sensitive, and unknown or duplicate fields are errors that carry their path.
+func decodeStrict(doc []byte, into any) error {
+	j, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return err
+	}
+	strict, err := sigsjson.UnmarshalStrict(j, into, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
 }
 
 func stripComments(b []byte) []byte {

@@ -1,0 +1,36 @@
+# tekton-multiarch: `make generate` writes the catalog, `make test` checks everything.
+SHELL := /bin/bash
+GO ?= go
+# Tools built from the Go module proxy are cached outside the repo, keyed by version.
+CACHE ?= $(or $(TEKTON_MULTIARCH_CACHE),$(HOME)/.cache/tekton-multiarch)
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+
+.PHONY: generate check-generated lint unit test bench
+
+## generate: write tasks/, pipelines/ and examples/ from the embedded default configuration
+generate:
+	$(GO) run ./generator generate
+
+## check-generated: fail with a diff when the committed catalog is stale
+check-generated:
+	$(GO) run ./generator generate --check
+
+$(STATICCHECK):
+	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+## lint: gofmt, go vet, staticcheck, shellcheck on the step scripts
+lint: $(STATICCHECK)
+	@unformatted=$$(gofmt -l generator test 2>/dev/null); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	shellcheck --shell=sh generator/scripts/*.sh
+
+## unit: the generator's own tests (golden, Tekton validation, lint, configs)
+unit:
+	$(GO) test ./generator/...
+
+## test: everything CI runs
+test: lint check-generated
+	$(GO) test ./...

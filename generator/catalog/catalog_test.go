@@ -1,0 +1,189 @@
+package catalog
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/lint"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/render"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/validate"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files (the committed catalog and testdata/golden/*/want) from the generator")
+
+// repoRoot is where the committed catalog lives.
+const repoRoot = "../.."
+
+type goldenCase struct {
+	name string
+	cfg  *config.Config
+	dir  string // where its expected tree is
+}
+
+func goldenCases(t *testing.T) []goldenCase {
+	t.Helper()
+	cases := []goldenCase{{name: "default", cfg: config.Default(), dir: repoRoot}}
+	dirs, err := filepath.Glob("testdata/golden/*/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(dirs)
+	for _, p := range dirs {
+		cfg, err := config.Load(p)
+		if err != nil {
+			t.Fatalf("golden config: %v", err)
+		}
+		cases = append(cases, goldenCase{name: filepath.Base(filepath.Dir(p)), cfg: cfg, dir: filepath.Join(filepath.Dir(p), "want")})
+	}
+	if len(cases) < 3 {
+		t.Fatalf("want the default and at least two more golden configs, have %d", len(cases))
+	}
+	return cases
+}
+
+// TestGolden keeps the committed catalog (and each golden config's tree)
+// equal to what the generator emits. Run with -update to rewrite them, then
+// review the diff.
+func TestGolden(t *testing.T) {
+	for _, tc := range goldenCases(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			files, err := Generate(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *update {
+				if err := render.Write(tc.dir, files, Owned); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			diff, err := render.Check(tc.dir, files, Owned)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff != "" {
+				t.Errorf("generated files differ from %s (go test ./generator/catalog -update to accept):\n%s", tc.dir, diff)
+			}
+		})
+	}
+}
+
+// TestTektonValidation decodes every generated YAML file strictly into
+// Tekton's v1 types and runs Tekton's own SetDefaults and Validate, then the
+// project's lint, for every golden configuration.
+func TestTektonValidation(t *testing.T) {
+	for _, tc := range goldenCases(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			files, err := Generate(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var all validate.Objects
+			for _, p := range files.Paths() {
+				if !strings.HasSuffix(p, ".yaml") {
+					continue
+				}
+				o, err := validate.Decode(p, files[p])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := validate.Check(o); err != nil {
+					t.Errorf("%s: %v", p, err)
+				}
+				all.Add(o)
+			}
+			if len(all.Tasks) != 3 || len(all.Pipelines) != 1 || len(all.PipelineRuns) != 2 || len(all.TaskRuns) != 3 {
+				t.Errorf("decoded %d tasks, %d pipelines, %d pipelineruns, %d taskruns; want 3, 1, 2, 3",
+					len(all.Tasks), len(all.Pipelines), len(all.PipelineRuns), len(all.TaskRuns))
+			}
+			for _, e := range lint.Check(all) {
+				t.Error(e)
+			}
+		})
+	}
+}
+
+// The validation above must be able to fail: broken objects are rejected.
+func TestValidationRejectsBrokenObjects(t *testing.T) {
+	files, err := Generate(config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := string(files["tasks/buildah-build/0.1/buildah-build.yaml"])
+	pipe := string(files["pipelines/multiarch-build/0.1/multiarch-build.yaml"])
+	for _, tc := range []struct {
+		name, path, yaml, want string
+	}{
+		{"case matters", "task", strings.Replace(task, "      volumeMounts:", "      VolumeMounts:", 1), `unknown field "spec.steps[0].VolumeMounts"`},
+		{"typo in a field", "task", strings.Replace(task, "    - name: build\n      image:", "    - name: build\n      imag:", 1), `unknown field "spec.steps[1].imag"`},
+		{"undeclared param", "task", strings.Replace(task, "value: $(params.PLATFORM)", "value: $(params.PLATFROM)", 1), "non-existent variable"},
+		{"duplicate step", "task", strings.Replace(task, "    - name: build\n", "    - name: clone\n", 1), "spec.steps[1].name"},
+		{"unknown pipeline task in runAfter", "pipeline", strings.Replace(pipe, "    - name: manifest\n", "    - name: manifest\n      runAfter: [build-mips]\n", 1), "build-mips"},
+		{"bad result name", "task", strings.Replace(task, "- name: IMAGE_REF\n", "- name: IMAGE REF\n", 1), "invalid key name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := validate.Decode(tc.path, []byte(tc.yaml))
+			if err == nil {
+				err = validate.Check(o)
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q lacks %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// Every generated Task carries the metadata Tekton Hub and Artifact Hub read.
+func TestHubMetadata(t *testing.T) {
+	for _, tc := range goldenCases(t) {
+		o := NewObjects(tc.cfg)
+		wantPlatforms := ""
+		for i, a := range tc.cfg.Architectures {
+			if i > 0 {
+				wantPlatforms += ","
+			}
+			wantPlatforms += a.Platform()
+		}
+		for _, m := range []struct {
+			name        string
+			labels, ann map[string]string
+		}{
+			{o.GitSync.Name, o.GitSync.Labels, o.GitSync.Annotations},
+			{o.Build.Name, o.Build.Labels, o.Build.Annotations},
+			{o.Manifest.Name, o.Manifest.Labels, o.Manifest.Annotations},
+			{o.Pipeline.Name, o.Pipeline.Labels, o.Pipeline.Annotations},
+		} {
+			if m.labels["app.kubernetes.io/version"] != tc.cfg.Catalog.Version {
+				t.Errorf("%s/%s: version label %q", tc.name, m.name, m.labels["app.kubernetes.io/version"])
+			}
+			if m.ann["tekton.dev/platforms"] != wantPlatforms {
+				t.Errorf("%s/%s: platforms %q, want %q", tc.name, m.name, m.ann["tekton.dev/platforms"], wantPlatforms)
+			}
+			for _, k := range []string{"tekton.dev/pipelines.minVersion", "tekton.dev/categories", "tekton.dev/tags", "tekton.dev/displayName"} {
+				if m.ann[k] == "" {
+					t.Errorf("%s/%s: annotation %s missing", tc.name, m.name, k)
+				}
+			}
+		}
+	}
+}
+
+func TestGenerateLeavesNoTempFilesInGolden(t *testing.T) {
+	entries, err := os.ReadDir(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp") {
+			t.Errorf("temp file in repo root: %s", e.Name())
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestDefault(t *testing.T) {
+	c := Default()
+	var got []string
+	for _, a := range c.Architectures {
+		got = append(got, a.Platform())
+	}
+	if diff := cmp.Diff([]string{"linux/amd64", "linux/arm64"}, got); diff != "" {
+		t.Errorf("default platforms (-want +got):\n%s", diff)
+	}
+	if c.AppArmor.Mode != AppArmorField || c.Build.StorageDriver != "overlay" || c.Build.FuseResource != "github.com/fuse" {
+		t.Errorf("unexpected defaults: %+v", c)
+	}
+}
+
+func TestParseOverridesOnlyWhatIsGiven(t *testing.T) {
+	c, err := Parse([]byte(`
+architectures:
+  - name: arm
+    variant: v7
+    nodeSelector: {example.com/board: rpi4}
+apparmor: {mode: annotation}
+`), "my.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Architectures) != 1 || c.Architectures[0].Platform() != "linux/arm/v7" || c.Architectures[0].ID() != "arm-v7" {
+		t.Errorf("architectures not replaced whole: %+v", c.Architectures)
+	}
+	if c.AppArmor.Mode != AppArmorAnnotation || c.AppArmor.Profile != Default().AppArmor.Profile {
+		t.Errorf("apparmor = %+v, want mode overridden and profile kept", c.AppArmor)
+	}
+	if c.Images != Default().Images {
+		t.Errorf("images changed though not given: %+v", c.Images)
+	}
+}
+
+// Each bad configuration must be refused with a message naming the field and the fix.
+func TestParseRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		field      string
+		want       string
+	}{
+		{"unknown top-level field", "catalogue: {}", "catalogue", "unknown field"},
+		{"unknown nested field", "build: {storagedriver: vfs}", "build.storagedriver", "unknown field"},
+		{"duplicate field", "build: {storageDriver: vfs, storageDriver: overlay}", "(file)", "already set"},
+		{"wrong type", "build: {pushRetries: many}", "build.pushRetries", "wrong type"},
+		{"unknown arch", "architectures: [{name: arm65}]", "architectures[0].name", "allowed (Go's names): 386, amd64, arm, arm64"},
+		{"uname spelling", "architectures: [{name: x86_64}]", "architectures[0].name", "not a known architecture"},
+		{"duplicate arch", "architectures: [{name: amd64}, {name: arm64}, {name: amd64}]", "architectures[2]", "duplicate of architectures[0]"},
+		{"no arches", "architectures: []", "architectures", "list at least one"},
+		{"arm without variant", "architectures: [{name: arm}]", "architectures[0].variant", "required for arm"},
+		{"bad variant", "architectures: [{name: arm, variant: v9}]", "architectures[0].variant", "allowed: v6, v7"},
+		{"variant on amd64", "architectures: [{name: amd64, variant: v2}]", "architectures[0].variant", "has no variants"},
+		{"arch label override", "architectures: [{name: amd64, nodeSelector: {kubernetes.io/arch: arm64}}]", "architectures[0].nodeSelector[kubernetes.io/arch]", "set by the generator"},
+		{"bad label", "architectures: [{name: amd64, nodeSelector: {'bad key!': x}}]", "architectures[0].nodeSelector[bad key!]", "bad label key"},
+		{"bad toleration", "architectures: [{name: amd64, tolerations: [{key: a, operator: Maybe}]}]", "architectures[0].tolerations[0].operator", "use Equal or Exists"},
+		{"empty image", "images: {buildah: ''}", "images.buildah", "empty"},
+		{"latest image", "images: {buildah: quay.io/buildah/stable:latest}", "images.buildah", "floating tag"},
+		{"untagged image", "images: {gitSync: registry.k8s.io/git-sync/git-sync}", "images.gitSync", "no tag or digest"},
+		{"bad image", "images: {buildah: 'Quay.io/UPPER CASE:1'}", "images.buildah", "not a valid image reference"},
+		{"bad resource", "build: {fuseResource: 'fuse device'}", "build.fuseResource", "not a resource name"},
+		{"resource without domain", "build: {fuseResource: fuse}", "build.fuseResource", "has no domain"},
+		{"reserved resource", "build: {fuseResource: kubernetes.io/fuse}", "build.fuseResource", "reserved"},
+		{"storage driver", "build: {storageDriver: btrfs}", "build.storageDriver", "use overlay (fuse-overlayfs) or vfs"},
+		{"medium", "build: {emptyDirMedium: HugePages}", "build.emptyDirMedium", "Memory"},
+		{"retries", "build: {pushRetries: 99}", "build.pushRetries", "0 to 10"},
+		{"profile", "apparmor: {profile: 'my profile'}", "apparmor.profile", "not a usable profile name"},
+		{"mode", "apparmor: {mode: seccomp}", "apparmor.mode", "use field (Kubernetes >= 1.30) or annotation"},
+		{"version", "catalog: {version: v1}", "catalog.version", "MAJOR.MINOR"},
+		{"three-part version", "catalog: {version: 0.1.0}", "catalog.version", "MAJOR.MINOR"},
+		{"namespace", "example: {namespace: My_NS}", "example.namespace", "RFC 1123"},
+		{"example image digest", "example: {image: 'r.io/a@sha256:0000000000000000000000000000000000000000000000000000000000000000'}", "example.image", "has a digest"},
+		{"example image no tag", "example: {image: r.io/a}", "example.image", "not an image reference with a tag"},
+		{"empty git url", "example: {gitURL: ''}", "example.gitURL", "missing"},
+		{"not yaml", "architectures: [", "(file)", "not valid YAML"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), "bad.yaml")
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Parse = %v, want a *config.Error", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "bad.yaml") {
+				t.Errorf("message does not name the file: %s", msg)
+			}
+			if !strings.Contains(msg, "\n  "+tc.field+": ") {
+				t.Errorf("message does not name field %q:\n%s", tc.field, msg)
+			}
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("message lacks %q:\n%s", tc.want, msg)
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	_, err := Parse([]byte("build: {storageDriver: btrfs, pushRetries: -1}\napparmor: {mode: x}"), "bad.yaml")
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Fields) != 3 {
+		t.Fatalf("want 3 field errors, got %v", err)
+	}
+}
+
+func TestPinnedImageProblem(t *testing.T) {
+	for ref, ok := range map[string]bool{
+		"quay.io/buildah/stable:v1.40.1":                                             true,
+		"registry.k8s.io/git-sync/git-sync:v4.4.0@sha256:" + strings.Repeat("a", 64): true,
+		"quay.io/buildah/stable@sha256:" + strings.Repeat("b", 64):                   true,
+		"quay.io/buildah/stable":                                                     false,
+		"quay.io/buildah/stable:stable":                                              false,
+		"quay.io/buildah/stable:latest":                                              false,
+		"quay.io/buildah/stable:edge":                                                false,
+		"":                                                                           false,
+	} {
+		if got := PinnedImageProblem(ref) == ""; got != ok {
+			t.Errorf("PinnedImageProblem(%q) pinned=%v, want %v (%s)", ref, got, ok, PinnedImageProblem(ref))
+		}
+	}
+}

@@ -1,0 +1,32 @@
+package scripts
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// shellcheck lints the very files the Tasks embed.
+func TestShellcheck(t *testing.T) {
+	path, err := exec.LookPath("shellcheck")
+	if err != nil {
+		t.Fatal("shellcheck is not installed: apt-get install -y shellcheck (.ci/run does)")
+	}
+	out, err := exec.Command(path, "--shell=sh", "--severity=style", "clone.sh", "build.sh", "manifest.sh").CombinedOutput()
+	if err != nil {
+		t.Fatalf("shellcheck: %v\n%s", err, out)
+	}
+}
+
+func TestScriptsTakeNoTektonVariables(t *testing.T) {
+	for name, s := range map[string]string{"clone.sh": Clone, "build.sh": Build, "manifest.sh": Manifest} {
+		if !strings.HasPrefix(s, "#!/bin/sh\n") {
+			t.Errorf("%s: must start with #!/bin/sh (the images have no bash guarantee)", name)
+		}
+		for _, v := range []string{"$(params.", "$(workspaces.", "$(results.", "$(context.", "$(tasks."} {
+			if strings.Contains(s, v) {
+				t.Errorf("%s contains %s: pass it through env", name, v)
+			}
+		}
+	}
+}
