@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -85,7 +86,7 @@ func TestTektonValidation(t *testing.T) {
 			}
 			var all validate.Objects
 			for _, p := range files.Paths() {
-				if !strings.HasSuffix(p, ".yaml") {
+				if !strings.HasSuffix(p, ".yaml") || strings.HasPrefix(p, "deploy/") {
 					continue
 				}
 				o, err := validate.Decode(p, files[p])
@@ -103,6 +104,71 @@ func TestTektonValidation(t *testing.T) {
 			}
 			for _, e := range lint.Check(all) {
 				t.Error(e)
+			}
+		})
+	}
+}
+
+// TestKubernetesValidation decodes every generated deploy/ object strictly
+// into its k8s.io/api type and runs the offline checks, for every golden
+// configuration.
+func TestKubernetesValidation(t *testing.T) {
+	for _, tc := range goldenCases(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			files, err := Generate(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kinds := map[string]int{}
+			for _, p := range files.Paths() {
+				if !strings.HasPrefix(p, "deploy/") || !strings.Contains(p, ".yaml") {
+					continue
+				}
+				objs, err := validate.DecodeKubernetes(p, files[p])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := validate.CheckKubernetes(objs); err != nil {
+					t.Errorf("%s: %v", p, err)
+				}
+				for _, o := range objs {
+					kinds[fmt.Sprintf("%T", o.Object)]++
+				}
+			}
+			want := map[string]int{"*v1.DaemonSet": 2, "*v1.ConfigMap": 1, "*v1.Role": 1, "*cluster.AppArmorProfile": 1}
+			for k, n := range want {
+				if kinds[k] != n {
+					t.Errorf("%d %s objects, want %d (all: %v)", kinds[k], k, n, kinds)
+				}
+			}
+		})
+	}
+}
+
+func TestKubernetesValidationRejectsBrokenObjects(t *testing.T) {
+	files, err := Generate(config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := string(files["deploy/fuse-device-plugin.yaml"])
+	id := string(files["deploy/build-identity.yaml"])
+	for _, tc := range []struct{ name, path, yaml, want string }{
+		{"typo", "ds", strings.Replace(ds, "      volumes:", "      volumess:", 1), `unknown field "spec.template.spec.volumess"`},
+		{"selector does not match", "ds", strings.Replace(ds, "        app.kubernetes.io/name: fuse-device-plugin\n        app.kubernetes.io/part-of", "        app.kubernetes.io/name: other\n        app.kubernetes.io/part-of", 1), "must match spec.selector"},
+		{"mount of no volume", "ds", strings.Replace(ds, "- name: dev-fuse\n              readOnly", "- name: dev-fuze\n              readOnly", 1), `Not found: "dev-fuze"`},
+		{"bad name", "id", strings.Replace(id, "name: multiarch-builder", "name: Multiarch_Builder", 1), "RFC 1123"},
+		{"unknown kind", "id", strings.Replace(id, "kind: Role", "kind: Rol", 1), "not a kind this project generates"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.yaml == ds || tc.yaml == id {
+				t.Fatal("the replacement did not apply; the test is stale")
+			}
+			objs, err := validate.DecodeKubernetes(tc.path, []byte(tc.yaml))
+			if err == nil {
+				err = validate.CheckKubernetes(objs)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
 	}
@@ -144,7 +210,10 @@ func TestValidationRejectsBrokenObjects(t *testing.T) {
 // Every generated Task carries the metadata Tekton Hub and Artifact Hub read.
 func TestHubMetadata(t *testing.T) {
 	for _, tc := range goldenCases(t) {
-		o := NewObjects(tc.cfg)
+		o, err := NewObjects(tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		wantPlatforms := ""
 		for i, a := range tc.cfg.Architectures {
 			if i > 0 {

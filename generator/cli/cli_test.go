@@ -22,13 +22,14 @@ func TestGenerateThenCheck(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("generate: exit %d: %s", code, stderr)
 	}
-	if !strings.Contains(stdout, "wrote 13 files") {
+	if !strings.Contains(stdout, "wrote 20 files") {
 		t.Errorf("stdout = %q", stdout)
 	}
 	for _, p := range []string{
 		"tasks/git-sync/0.1/git-sync.yaml", "tasks/buildah-build/0.1/buildah-build.yaml",
 		"tasks/buildah-manifest/0.1/buildah-manifest.yaml", "pipelines/multiarch-build/0.1/multiarch-build.yaml",
 		"tasks/buildah-build/0.1/README.md", "tasks/buildah-build/0.1/samples/taskrun.yaml", "examples/pipelinerun.yaml",
+		"deploy/fuse-device-plugin.yaml", "deploy/apparmor/containerized-buildah", "deploy/README.md",
 	} {
 		if _, err := os.Stat(filepath.Join(out, p)); err != nil {
 			t.Errorf("missing %s: %v", p, err)

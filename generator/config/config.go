@@ -35,7 +35,17 @@ type Config struct {
 	Images        Images         `json:"images"`
 	Build         Build          `json:"build"`
 	AppArmor      AppArmor       `json:"apparmor"`
+	Cluster       Cluster        `json:"cluster"`
 	Example       Example        `json:"example"`
+}
+
+// Cluster is about the node-level prerequisites.
+type Cluster struct {
+	Namespace             string              `json:"namespace"`
+	FuseDevicePluginImage string              `json:"fuseDevicePluginImage"`
+	FuseCapacity          int                 `json:"fuseCapacity"`
+	AppArmorLoaderImage   string              `json:"apparmorLoaderImage"`
+	Tolerations           []corev1.Toleration `json:"tolerations"`
 }
 
 // Catalog is about the published catalog itself.
@@ -243,7 +253,6 @@ func archNames() string {
 
 var (
 	catalogVersion = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
-	profileName    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 	floatingTags   = []string{"latest", "stable", "main", "master", "edge", "nightly", "dev"}
 )
 
@@ -297,28 +306,7 @@ func (c *Config) Validate() []FieldError {
 				add(kp, "bad label value %q: %s", v, m)
 			}
 		}
-		for j, t := range a.Tolerations {
-			tp := fmt.Sprintf("%s.tolerations[%d]", p, j)
-			if t.Key != "" {
-				for _, m := range validation.IsQualifiedName(t.Key) {
-					add(tp+".key", "%s", m)
-				}
-			}
-			switch t.Operator {
-			case "", corev1.TolerationOpEqual:
-			case corev1.TolerationOpExists:
-				if t.Value != "" {
-					add(tp+".value", "must be empty when operator is Exists")
-				}
-			default:
-				add(tp+".operator", "%q is not allowed; use Equal or Exists", t.Operator)
-			}
-			switch t.Effect {
-			case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
-			default:
-				add(tp+".effect", "%q is not allowed; use NoSchedule, PreferNoSchedule or NoExecute", t.Effect)
-			}
-		}
+		errs = append(errs, validateTolerations(p+".tolerations", a.Tolerations)...)
 	}
 
 	checkImage := func(path, ref string) {
@@ -328,6 +316,15 @@ func (c *Config) Validate() []FieldError {
 	}
 	checkImage("images.gitSync", c.Images.GitSync)
 	checkImage("images.buildah", c.Images.Buildah)
+	checkImage("cluster.fuseDevicePluginImage", c.Cluster.FuseDevicePluginImage)
+	checkImage("cluster.apparmorLoaderImage", c.Cluster.AppArmorLoaderImage)
+	for _, m := range validation.IsDNS1123Label(c.Cluster.Namespace) {
+		add("cluster.namespace", "%q: %s", c.Cluster.Namespace, m)
+	}
+	if c.Cluster.FuseCapacity < 1 || c.Cluster.FuseCapacity > 100000 {
+		add("cluster.fuseCapacity", "%d is out of range; use 1 to 100000", c.Cluster.FuseCapacity)
+	}
+	errs = append(errs, validateTolerations("cluster.tolerations", c.Cluster.Tolerations)...)
 
 	if msg := extendedResourceProblem(c.Build.FuseResource); msg != "" {
 		add("build.fuseResource", "%s", msg)
@@ -346,8 +343,8 @@ func (c *Config) Validate() []FieldError {
 		add("build.pushRetries", "%d is out of range; use 0 to 10", c.Build.PushRetries)
 	}
 
-	if !profileName.MatchString(c.AppArmor.Profile) {
-		add("apparmor.profile", "%q is not a usable profile name; use letters, digits, '_', '.', '-'", c.AppArmor.Profile)
+	if msgs := validation.IsDNS1123Subdomain(c.AppArmor.Profile); len(msgs) > 0 {
+		add("apparmor.profile", "%q is not a usable profile name: %s (the security-profiles-operator names an object after it)", c.AppArmor.Profile, strings.Join(msgs, "; "))
 	}
 	switch c.AppArmor.Mode {
 	case AppArmorField, AppArmorAnnotation:
@@ -375,6 +372,39 @@ func (c *Config) Validate() []FieldError {
 	if c.Example.ServiceAccount != "" {
 		for _, m := range validation.IsDNS1123Subdomain(c.Example.ServiceAccount) {
 			add("example.serviceAccount", "%q: %s", c.Example.ServiceAccount, m)
+		}
+	}
+	return errs
+}
+
+func validateTolerations(path string, ts []corev1.Toleration) []FieldError {
+	var errs []FieldError
+	add := func(p, format string, args ...any) {
+		errs = append(errs, FieldError{Path: p, Message: fmt.Sprintf(format, args...)})
+	}
+	for j, t := range ts {
+		tp := fmt.Sprintf("%s[%d]", path, j)
+		if t.Key != "" {
+			for _, m := range validation.IsQualifiedName(t.Key) {
+				add(tp+".key", "%s", m)
+			}
+		}
+		switch t.Operator {
+		case "", corev1.TolerationOpEqual:
+			if t.Key == "" {
+				add(tp+".key", "required with operator Equal; use operator Exists to tolerate every taint")
+			}
+		case corev1.TolerationOpExists:
+			if t.Value != "" {
+				add(tp+".value", "must be empty when operator is Exists")
+			}
+		default:
+			add(tp+".operator", "%q is not allowed; use Equal or Exists", t.Operator)
+		}
+		switch t.Effect {
+		case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+		default:
+			add(tp+".effect", "%q is not allowed; use NoSchedule, PreferNoSchedule or NoExecute", t.Effect)
 		}
 	}
 	return errs

@@ -14,7 +14,10 @@ import (
 )
 
 func objects() validate.Objects {
-	o := catalog.NewObjects(config.Default())
+	o, err := catalog.NewObjects(config.Default())
+	if err != nil {
+		panic(err)
+	}
 	return validate.Objects{
 		Tasks:        []*v1.Task{o.GitSync, o.Build, o.Manifest},
 		Pipelines:    []*v1.Pipeline{o.Pipeline},

@@ -120,6 +120,10 @@ func scalar(tag, v string) *yaml.Node {
 	return n
 }
 
+// listItem is the key prune sees for list elements: an empty string in a
+// list (RBAC's core API group "") is a value, not noise.
+const listItem = "[]"
+
 // meaningfulEmpty are the keys whose empty object means something and stays.
 var meaningfulEmpty = map[string]bool{"emptyDir": true}
 
@@ -147,7 +151,7 @@ func prune(n *yaml.Node, key string) *yaml.Node {
 		}
 		// "" is noise (description: "", serviceAccountName: "") except where
 		// it is a value someone chose: a param default or a param/env value.
-		if n.Tag == "!!str" && n.Value == "" && key != "default" && key != "value" {
+		if n.Tag == "!!str" && n.Value == "" && key != "default" && key != "value" && key != listItem {
 			return nil
 		}
 		return n
@@ -169,7 +173,7 @@ func prune(n *yaml.Node, key string) *yaml.Node {
 	case yaml.SequenceNode:
 		var kept []*yaml.Node
 		for _, c := range n.Content {
-			if v := prune(c, ""); v != nil {
+			if v := prune(c, listItem); v != nil {
 				kept = append(kept, v)
 			} else {
 				// An element that prunes to nothing still counts: keep it as {}.

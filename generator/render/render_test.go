@@ -29,7 +29,7 @@ func TestYAMLDropsNoiseKeepsMeaning(t *testing.T) {
 	got, err := YAML(obj{
 		Kind: "Task", APIVersion: "tekton.dev/v1",
 		Meta:   map[string]any{"name": "t", "creationTimestamp": nil},
-		Params: []param{{Name: "A", Default: &empty, List: []string{}}},
+		Params: []param{{Name: "A", Default: &empty, List: []string{}}, {Name: "B", List: []string{""}}},
 		Script: "#!/bin/sh\necho hi\n",
 	})
 	if err != nil {
@@ -43,6 +43,9 @@ params:
   - name: A
     default: ""
     list: []
+  - name: B
+    list:
+      - ""
 script: |
   #!/bin/sh
   echo hi

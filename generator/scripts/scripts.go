@@ -19,3 +19,8 @@ var Build string
 //
 //go:embed manifest.sh
 var Manifest string
+
+// LoadAppArmor installs and loads the AppArmor profile on a node.
+//
+//go:embed apparmor-load.sh
+var LoadAppArmor string

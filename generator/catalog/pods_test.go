@@ -1,0 +1,226 @@
+package catalog
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
+	podtpl "github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/pod"
+	"github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	psaapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	pl "github.com/tekton-multiarch/tekton-multiarch/generator/pipeline"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/tasks"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/validate"
+)
+
+// buildPod makes the Pod Tekton's own pod builder makes for a TaskRun of
+// task, with the params a pipeline task passes and the pod template the
+// PipelineRun's taskRunSpec gives it.
+func buildPod(t *testing.T, cfg *config.Config, task *v1.Task, params v1.Params, tmpl *podtpl.PodTemplate) *corev1.Pod {
+	t.Helper()
+	ns := cfg.Example.Namespace
+	tr := &v1.TaskRun{
+		ObjectMeta: metav1.ObjectMeta{Name: task.Name + "-run", Namespace: ns, Annotations: map[string]string{}},
+		Spec: v1.TaskRunSpec{
+			TaskRef:            &v1.TaskRef{Name: task.Name},
+			Params:             params,
+			PodTemplate:        tmpl,
+			ServiceAccountName: cfg.Example.ServiceAccount,
+		},
+	}
+	// The TaskRun reconciler copies the Task's annotations to the TaskRun
+	// (pkg/reconciler/taskrun), and the pod builder copies the TaskRun's to
+	// the pod: that is how the pre-1.30 AppArmor annotation reaches the pod.
+	for k, v := range task.Annotations {
+		tr.Annotations[k] = v
+	}
+	sa := cfg.Example.ServiceAccount
+	if sa == "" {
+		sa = "default"
+	}
+	kube := fake.NewSimpleClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: ns}})
+	cache, err := pod.NewEntrypointCache(kube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := validate.Context()
+	spec := task.Spec.DeepCopy()
+	spec = resources.ApplyParameters(spec, tr, spec.Params...)
+	b := pod.Builder{
+		Images: pipeline.Images{
+			EntrypointImage: "entrypoint:v1", SidecarLogResultsImage: "sidecarlogresults:v1", NopImage: "nop:v1",
+			ShellImage: "shell:v1", ShellImageWin: "shell-win:v1", WorkingDirInitImage: "workingdirinit:v1",
+		},
+		KubeClient:      kube,
+		EntrypointCache: cache,
+	}
+	p, err := b.Build(ctx, tr, *spec)
+	if err != nil {
+		t.Fatalf("Tekton's pod builder refused the %s TaskRun: %v", task.Name, err)
+	}
+	return p
+}
+
+func container(p *corev1.Pod, name string) *corev1.Container {
+	for i := range p.Spec.Containers {
+		if p.Spec.Containers[i].Name == name {
+			return &p.Spec.Containers[i]
+		}
+	}
+	return nil
+}
+
+var psa = func() policy.Evaluator {
+	e, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}()
+
+// baselineViolations runs the Pod Security admission library's own checks.
+func baselineViolations(p *corev1.Pod) string {
+	r := policy.AggregateCheckResults(psa.EvaluatePod(psaapi.LevelVersion{Level: psaapi.LevelBaseline, Version: psaapi.LatestVersion()}, &p.ObjectMeta, &p.Spec))
+	if r.Allowed {
+		return ""
+	}
+	return r.ForbiddenReason() + ": " + r.ForbiddenDetail()
+}
+
+// The pods Tekton makes from the catalog, per architecture and for every
+// golden configuration: one pod holds clone and build, it is pinned to its
+// architecture, gets /dev/fuse through the device plugin's resource, runs
+// the build under the AppArmor profile, has no privileged container, and is
+// admitted under Pod Security "baseline".
+func TestBuildPods(t *testing.T) {
+	for _, tc := range goldenCases(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			o, err := NewObjects(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			specs := map[string]*podtpl.PodTemplate{}
+			for _, s := range o.Example.Spec.TaskRunSpecs {
+				specs[s.PipelineTaskName] = s.PodTemplate
+			}
+			for _, a := range cfg.Architectures {
+				var pt *v1.PipelineTask
+				for i := range o.Pipeline.Spec.Tasks {
+					if o.Pipeline.Spec.Tasks[i].Name == pl.BuildTask(a) {
+						pt = &o.Pipeline.Spec.Tasks[i]
+					}
+				}
+				if pt == nil {
+					t.Fatalf("no pipeline task for %s", a.Platform())
+				}
+				// The pipeline task's params, with the PipelineRun's values in.
+				params := v1.Params{}
+				for _, p := range pt.Params {
+					switch p.Value.StringVal {
+					case "$(params.IMAGE)":
+						p.Value = *v1.NewStructuredValues(cfg.Example.Image)
+					case "$(params.GIT_URL)":
+						p.Value = *v1.NewStructuredValues(cfg.Example.GitURL)
+					}
+					if strings.HasPrefix(p.Value.StringVal, "$(params.") || len(p.Value.ArrayVal) > 0 {
+						continue // defaults apply
+					}
+					params = append(params, p)
+				}
+				p := buildPod(t, cfg, o.Build, params, specs[pl.BuildTask(a)])
+
+				if got := p.Spec.NodeSelector[corev1.LabelArchStable]; got != a.Name {
+					t.Errorf("%s: nodeSelector kubernetes.io/arch = %q", a.Platform(), got)
+				}
+				for k, v := range a.NodeSelector {
+					if p.Spec.NodeSelector[k] != v {
+						t.Errorf("%s: nodeSelector %s = %q, want %q", a.Platform(), k, p.Spec.NodeSelector[k], v)
+					}
+				}
+				clone, build := container(p, "step-clone"), container(p, "step-build")
+				if clone == nil || build == nil || len(p.Spec.Containers) != 2 {
+					t.Fatalf("%s: want one pod with step-clone and step-build, got containers %v", a.Platform(), names(p.Spec.Containers))
+				}
+				fuse := corev1.ResourceName(cfg.Build.FuseResource)
+				q, ok := build.Resources.Limits[fuse]
+				if cfg.Build.StorageDriver == "overlay" && (!ok || !q.Equal(resource.MustParse("1"))) {
+					t.Errorf("%s: step-build limits %v, want %s: 1", a.Platform(), build.Resources.Limits, fuse)
+				}
+				if cfg.Build.StorageDriver == "vfs" && ok {
+					t.Errorf("%s: vfs build asks for %s", a.Platform(), fuse)
+				}
+				switch cfg.AppArmor.Mode {
+				case config.AppArmorField:
+					ap := build.SecurityContext.AppArmorProfile
+					if ap == nil || ap.Type != corev1.AppArmorProfileTypeLocalhost || *ap.LocalhostProfile != cfg.AppArmor.Profile {
+						t.Errorf("%s: step-build appArmorProfile = %+v", a.Platform(), ap)
+					}
+				case config.AppArmorAnnotation:
+					key := tasks.AppArmorAnnotationPrefix + "step-build"
+					if got := p.Annotations[key]; got != "localhost/"+cfg.AppArmor.Profile {
+						t.Errorf("%s: pod annotation %s = %q", a.Platform(), key, got)
+					}
+				}
+				for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+					if c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged {
+						t.Errorf("%s: container %s is privileged", a.Platform(), c.Name)
+					}
+				}
+				if v := baselineViolations(p); v != "" {
+					t.Errorf("%s: the build pod is not admitted under Pod Security baseline: %s", a.Platform(), v)
+				}
+			}
+
+			images := make([]string, len(cfg.Architectures))
+			for i := range images {
+				images[i] = "registry.example.com/a@sha256:" + strings.Repeat("0", 64)
+			}
+			mp := buildPod(t, cfg, o.Manifest, v1.Params{
+				{Name: "IMAGE", Value: *v1.NewStructuredValues(cfg.Example.Image)},
+				{Name: "IMAGES", Value: *v1.NewStructuredValues(images[0], images[1:]...)},
+				{Name: "PLATFORMS", Value: *v1.NewStructuredValues(tasks.Platforms(cfg))},
+			}, nil)
+			if v := baselineViolations(mp); v != "" {
+				t.Errorf("the manifest pod is not admitted under Pod Security baseline: %s", v)
+			}
+		})
+	}
+}
+
+// The admission check above must be able to fail.
+func TestBaselineRejectsAPrivilegedBuild(t *testing.T) {
+	cfg := config.Default()
+	o, err := NewObjects(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := o.Build.DeepCopy()
+	yes := true
+	task.Spec.Steps[1].SecurityContext.Privileged = &yes
+	p := buildPod(t, cfg, task, v1.Params{
+		{Name: "IMAGE", Value: *v1.NewStructuredValues(cfg.Example.Image)},
+		{Name: "PLATFORM", Value: *v1.NewStructuredValues("linux/amd64")},
+		{Name: "GIT_URL", Value: *v1.NewStructuredValues(cfg.Example.GitURL)},
+	}, nil)
+	if v := baselineViolations(p); !strings.Contains(v, "privileged") {
+		t.Errorf("a privileged build step passed baseline (%q)", v)
+	}
+}
+
+func names(cs []corev1.Container) []string {
+	var n []string
+	for _, c := range cs {
+		n = append(n, c.Name)
+	}
+	return n
+}

@@ -1,0 +1,184 @@
+package validate
+
+import (
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/cluster"
+)
+
+// KubeObject is one decoded Kubernetes object of the deploy/ tree.
+type KubeObject struct {
+	Source string
+	Object any // *appsv1.DaemonSet, *corev1.Namespace, ...
+}
+
+// DecodeKubernetes strictly decodes every document of data into its
+// k8s.io/api type (or, for the security-profiles-operator's AppArmorProfile,
+// the fields this project writes).
+func DecodeKubernetes(source string, data []byte) ([]KubeObject, error) {
+	var out []KubeObject
+	for i, doc := range docSeparator.Split(string(data), -1) {
+		if len(strings.TrimSpace(string(stripComments([]byte(doc))))) == 0 {
+			continue
+		}
+		var head metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", source, i+1, err)
+		}
+		var obj any
+		switch head.APIVersion + " " + head.Kind {
+		case "v1 Namespace":
+			obj = &corev1.Namespace{}
+		case "v1 ServiceAccount":
+			obj = &corev1.ServiceAccount{}
+		case "v1 Secret":
+			obj = &corev1.Secret{}
+		case "v1 ConfigMap":
+			obj = &corev1.ConfigMap{}
+		case "apps/v1 DaemonSet":
+			obj = &appsv1.DaemonSet{}
+		case "rbac.authorization.k8s.io/v1 Role":
+			obj = &rbacv1.Role{}
+		case cluster.SPOAPIVersion + " AppArmorProfile":
+			obj = &cluster.AppArmorProfile{}
+		default:
+			return nil, fmt.Errorf("%s: document %d: %s %s is not a kind this project generates", source, i+1, head.APIVersion, head.Kind)
+		}
+		if err := decodeStrict([]byte(doc), obj); err != nil {
+			return nil, fmt.Errorf("%s: document %d (%s): %w", source, i+1, head.Kind, err)
+		}
+		out = append(out, KubeObject{Source: source, Object: obj})
+	}
+	return out, nil
+}
+
+// CheckKubernetes runs, on each object, the validation apimachinery offers
+// offline (object metadata, names, labels, selectors) plus the structural
+// rules the API server would apply to what this project generates: a
+// DaemonSet's selector matches its template, containers have unique DNS-label
+// names and images, mounts name declared volumes, env names are valid,
+// requests do not exceed limits.
+func CheckKubernetes(objs []KubeObject) error {
+	var errs field.ErrorList
+	for _, o := range objs {
+		switch t := o.Object.(type) {
+		case *corev1.Namespace:
+			errs = append(errs, meta(&t.ObjectMeta, false, apivalidation.ValidateNamespaceName)...)
+		case *corev1.ServiceAccount:
+			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
+		case *corev1.Secret:
+			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
+			if t.Type == corev1.SecretTypeDockerConfigJson && t.StringData[corev1.DockerConfigJsonKey] == "" && len(t.Data[corev1.DockerConfigJsonKey]) == 0 {
+				errs = append(errs, field.Required(field.NewPath("stringData").Key(corev1.DockerConfigJsonKey), "a dockerconfigjson Secret needs it"))
+			}
+		case *corev1.ConfigMap:
+			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
+			for k := range t.Data {
+				for _, m := range validation.IsConfigMapKey(k) {
+					errs = append(errs, field.Invalid(field.NewPath("data").Key(k), k, m))
+				}
+			}
+		case *rbacv1.Role:
+			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
+			for i, r := range t.Rules {
+				if len(r.Verbs) == 0 || len(r.Resources) == 0 {
+					errs = append(errs, field.Required(field.NewPath("rules").Index(i), "verbs and resources"))
+				}
+			}
+		case *appsv1.DaemonSet:
+			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
+			errs = append(errs, daemonSet(t)...)
+		case *cluster.AppArmorProfile:
+			errs = append(errs, meta(&t.ObjectMeta, false, apivalidation.NameIsDNSSubdomain)...)
+			if !strings.Contains(t.Spec.Policy, "profile "+t.Name+" ") {
+				errs = append(errs, field.Invalid(field.NewPath("spec", "policy"), "...", "the policy must define profile "+t.Name+", the name pods use"))
+			}
+		default:
+			return fmt.Errorf("%s: no checks for %T", o.Source, o.Object)
+		}
+	}
+	return errs.ToAggregate()
+}
+
+func meta(m *metav1.ObjectMeta, namespaced bool, name apivalidation.ValidateNameFunc) field.ErrorList {
+	return apivalidation.ValidateObjectMeta(m, namespaced, name, field.NewPath("metadata"))
+}
+
+func daemonSet(ds *appsv1.DaemonSet) field.ErrorList {
+	var errs field.ErrorList
+	spec := field.NewPath("spec")
+	if ds.Spec.Selector == nil {
+		return append(errs, field.Required(spec.Child("selector"), ""))
+	}
+	errs = append(errs, metav1validation.ValidateLabelSelector(ds.Spec.Selector, metav1validation.LabelSelectorValidationOptions{}, spec.Child("selector"))...)
+	sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector)
+	if err != nil || !sel.Matches(labels.Set(ds.Spec.Template.Labels)) {
+		errs = append(errs, field.Invalid(spec.Child("template", "metadata", "labels"), ds.Spec.Template.Labels, "must match spec.selector"))
+	}
+	errs = append(errs, metav1validation.ValidateLabels(ds.Spec.Template.Labels, spec.Child("template", "metadata", "labels"))...)
+	errs = append(errs, podSpec(&ds.Spec.Template.Spec, spec.Child("template", "spec"))...)
+	return errs
+}
+
+func podSpec(ps *corev1.PodSpec, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	volumes := map[string]bool{}
+	for i, v := range ps.Volumes {
+		for _, m := range validation.IsDNS1123Label(v.Name) {
+			errs = append(errs, field.Invalid(path.Child("volumes").Index(i).Child("name"), v.Name, m))
+		}
+		if volumes[v.Name] {
+			errs = append(errs, field.Duplicate(path.Child("volumes").Index(i).Child("name"), v.Name))
+		}
+		volumes[v.Name] = true
+	}
+	if len(ps.Containers) == 0 {
+		errs = append(errs, field.Required(path.Child("containers"), ""))
+	}
+	names := map[string]bool{}
+	check := func(kind string, cs []corev1.Container) {
+		for i, c := range cs {
+			p := path.Child(kind).Index(i)
+			for _, m := range validation.IsDNS1123Label(c.Name) {
+				errs = append(errs, field.Invalid(p.Child("name"), c.Name, m))
+			}
+			if names[c.Name] {
+				errs = append(errs, field.Duplicate(p.Child("name"), c.Name))
+			}
+			names[c.Name] = true
+			if c.Image == "" {
+				errs = append(errs, field.Required(p.Child("image"), ""))
+			}
+			for j, m := range c.VolumeMounts {
+				if !volumes[m.Name] {
+					errs = append(errs, field.NotFound(p.Child("volumeMounts").Index(j).Child("name"), m.Name))
+				}
+			}
+			for j, e := range c.Env {
+				for _, m := range validation.IsEnvVarName(e.Name) {
+					errs = append(errs, field.Invalid(p.Child("env").Index(j).Child("name"), e.Name, m))
+				}
+			}
+			for r, req := range c.Resources.Requests {
+				if lim, ok := c.Resources.Limits[r]; ok && req.Cmp(lim) > 0 {
+					errs = append(errs, field.Invalid(p.Child("resources", "requests").Key(string(r)), req.String(), "must not exceed the limit "+lim.String()))
+				}
+			}
+		}
+	}
+	check("initContainers", ps.InitContainers)
+	check("containers", ps.Containers)
+	return errs
+}
