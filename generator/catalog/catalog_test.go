@@ -86,7 +86,7 @@ func TestTektonValidation(t *testing.T) {
 			}
 			var all validate.Objects
 			for _, p := range files.Paths() {
-				if !strings.HasSuffix(p, ".yaml") || strings.HasPrefix(p, "deploy/") {
+				if !strings.HasSuffix(p, ".yaml") || strings.HasPrefix(p, "examples/cluster/") {
 					continue
 				}
 				o, err := validate.Decode(p, files[p])
@@ -109,7 +109,7 @@ func TestTektonValidation(t *testing.T) {
 	}
 }
 
-// TestKubernetesValidation decodes every generated deploy/ object strictly
+// TestKubernetesValidation decodes every generated examples/cluster/ object strictly
 // into its k8s.io/api type and runs the offline checks, for every golden
 // configuration.
 func TestKubernetesValidation(t *testing.T) {
@@ -121,7 +121,7 @@ func TestKubernetesValidation(t *testing.T) {
 			}
 			kinds := map[string]int{}
 			for _, p := range files.Paths() {
-				if !strings.HasPrefix(p, "deploy/") || !strings.Contains(p, ".yaml") {
+				if !strings.HasPrefix(p, "examples/cluster/") || !strings.Contains(p, ".yaml") {
 					continue
 				}
 				objs, err := validate.DecodeKubernetes(p, files[p])
@@ -150,8 +150,8 @@ func TestKubernetesValidationRejectsBrokenObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds := string(files["deploy/fuse-device-plugin.yaml"])
-	id := string(files["deploy/build-identity.yaml"])
+	ds := string(files["examples/cluster/fuse-device-plugin.yaml"])
+	id := string(files["examples/cluster/build-identity.yaml"])
 	for _, tc := range []struct{ name, path, yaml, want string }{
 		{"typo", "ds", strings.Replace(ds, "      volumes:", "      volumess:", 1), `unknown field "spec.template.spec.volumess"`},
 		{"selector does not match", "ds", strings.Replace(ds, "        app.kubernetes.io/name: fuse-device-plugin\n        app.kubernetes.io/part-of", "        app.kubernetes.io/name: other\n        app.kubernetes.io/part-of", 1), "must match spec.selector"},

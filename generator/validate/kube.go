@@ -18,7 +18,7 @@ import (
 	"github.com/tekton-multiarch/tekton-multiarch/generator/cluster"
 )
 
-// KubeObject is one decoded Kubernetes object of the deploy/ tree.
+// KubeObject is one decoded Kubernetes object of the examples/cluster/ tree.
 type KubeObject struct {
 	Source string
 	Object any // *appsv1.DaemonSet, *corev1.Namespace, ...
