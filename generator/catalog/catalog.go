@@ -24,6 +24,7 @@ import (
 	"github.com/tekton-multiarch/tekton-multiarch/generator/pipeline"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/render"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/tasks"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/triggers"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/validate"
 )
 
@@ -43,6 +44,7 @@ type Objects struct {
 	Example                  *v1.PipelineRun
 	Samples                  map[string]*v1.TaskRun // by Task name
 	Cluster                  ClusterObjects
+	Triggers                 triggers.Objects
 }
 
 // ClusterObjects are the cluster prerequisites under examples/cluster/.
@@ -85,7 +87,10 @@ func NewObjects(cfg *config.Config) (Objects, error) {
 		tasks.ManifestName: manifestSample(cfg),
 	}
 	var err error
-	o.Cluster, err = newClusterObjects(cfg)
+	if o.Cluster, err = newClusterObjects(cfg); err != nil {
+		return o, err
+	}
+	o.Triggers, err = triggers.New(cfg)
 	return o, err
 }
 
@@ -164,28 +169,102 @@ func Generate(cfg *config.Config) (render.Files, error) {
 	if err := addCluster(files, cfg, o); err != nil {
 		return nil, err
 	}
+	if err := addTriggers(files, cfg, o); err != nil {
+		return nil, err
+	}
+	if err := checkKubernetes(files); err != nil {
+		return nil, err
+	}
 	return files, nil
+}
+
+// multiDoc renders objects into one multi-document YAML file.
+func multiDoc(files render.Files, p, note string, objs ...any) error {
+	var docs [][]byte
+	for _, obj := range objs {
+		y, err := render.YAML(obj)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		docs = append(docs, y)
+	}
+	var b bytes.Buffer
+	b.WriteString(Header + note)
+	if err := render.Documents(&b, docs...); err != nil {
+		return err
+	}
+	files[p] = b.Bytes()
+	return nil
+}
+
+// addTriggers renders the build-on-push objects under examples/triggers/.
+func addTriggers(files render.Files, cfg *config.Config, o Objects) error {
+	t := o.Triggers
+	if err := multiDoc(files, "examples/triggers/triggers.yaml",
+		"# Build on every push: kubectl apply -f examples/triggers/ (after the webhook Secret, see README.md)\n",
+		t.EventListener, t.Binding, t.Template); err != nil {
+		return err
+	}
+	if err := multiDoc(files, "examples/triggers/rbac.yaml",
+		"# The EventListener's identity, bound to the ClusterRoles the Triggers release installs.\n",
+		t.ServiceAccount, t.RoleBinding, t.ClusterBinding); err != nil {
+		return err
+	}
+	if t.Ingress != nil {
+		if err := multiDoc(files, "examples/triggers/ingress.yaml",
+			"# One way to reach the listener from "+providerName(cfg)+": an Ingress with TLS to its Service.\n",
+			t.Ingress); err != nil {
+			return err
+		}
+	}
+	if err := multiDoc(files, "examples/triggers/webhook-secret.yaml.example",
+		"# The shape of the webhook Secret. Create it from a random secret instead of filling this in:\n"+
+			"#   kubectl -n "+cfg.Example.Namespace+" create secret generic "+cfg.Triggers.WebhookSecret+" --from-literal=secret=\"$(openssl rand -hex 20)\"\n"+
+			"# (.example: kubectl apply -f examples/triggers/ skips this file.)\n",
+		t.WebhookSecret); err != nil {
+		return err
+	}
+	r, err := readme("triggers", cfg, o, nil)
+	if err != nil {
+		return err
+	}
+	files["examples/triggers/README.md"] = r
+	return nil
+}
+
+func providerName(cfg *config.Config) string {
+	if cfg.Triggers.Provider == config.ProviderGitLab {
+		return "GitLab"
+	}
+	return "GitHub"
+}
+
+// checkKubernetes decodes every rendered non-Tekton-catalog object strictly
+// and runs the offline checks: what was rendered is what is validated.
+func checkKubernetes(files render.Files) error {
+	var objs []validate.KubeObject
+	for _, p := range files.Paths() {
+		if !strings.HasPrefix(p, "examples/cluster/") && !strings.HasPrefix(p, "examples/triggers/") {
+			continue
+		}
+		if !strings.HasSuffix(p, ".yaml") && !strings.HasSuffix(p, ".yaml.example") {
+			continue
+		}
+		got, err := validate.DecodeKubernetes(p, files[p])
+		if err != nil {
+			return fmt.Errorf("generated %s does not decode (a generator bug): %w", p, err)
+		}
+		objs = append(objs, got...)
+	}
+	if err := validate.CheckKubernetes(objs); err != nil {
+		return fmt.Errorf("generated objects are invalid (a generator bug): %w", err)
+	}
+	return nil
 }
 
 // addCluster renders the cluster prerequisites under examples/cluster/.
 func addCluster(files render.Files, cfg *config.Config, o Objects) error {
-	multi := func(p, note string, objs ...any) error {
-		var docs [][]byte
-		for _, obj := range objs {
-			y, err := render.YAML(obj)
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-			docs = append(docs, y)
-		}
-		var b bytes.Buffer
-		b.WriteString(Header + note)
-		if err := render.Documents(&b, docs...); err != nil {
-			return err
-		}
-		files[p] = b.Bytes()
-		return nil
-	}
+	multi := func(p, note string, objs ...any) error { return multiDoc(files, p, note, objs...) }
 	c := o.Cluster
 	id := c.Identity
 	var identity []any
@@ -239,21 +318,6 @@ func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 	}
 	files["examples/cluster/README.md"] = r
 
-	// What was rendered must decode strictly and pass the offline checks.
-	var objs []validate.KubeObject
-	for _, p := range files.Paths() {
-		if !strings.HasPrefix(p, "examples/cluster/") || !(strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yaml.example")) {
-			continue
-		}
-		got, err := validate.DecodeKubernetes(p, files[p])
-		if err != nil {
-			return fmt.Errorf("generated %s does not decode (a generator bug): %w", p, err)
-		}
-		objs = append(objs, got...)
-	}
-	if err := validate.CheckKubernetes(objs); err != nil {
-		return fmt.Errorf("generated examples/cluster/ objects are invalid (a generator bug): %w", err)
-	}
 	return nil
 }
 
@@ -367,12 +431,33 @@ var funcs = template.FuncMap{
 	"registryHost": cluster.RegistryHost,
 	"escapeDots":   func(s string) string { return strings.ReplaceAll(s, ".", `\\.`) },
 	"userns":       func() string { return usernsNote },
+	"filter":       triggers.Filter,
+	"imageTag":     triggers.ImageTagOverlay,
+	"providerName": providerName,
+	"eventTypes":   triggers.EventTypes,
 }
 
-// usernsNote says why the profile has no userns rule; see examples/cluster/README.md.
-const usernsNote = "The profile has no `userns,` rule: AppArmor 3 parsers (Debian 12, Ubuntu 22.04) reject the rule\n" +
-	"outright (measured with apparmor_parser 3.0.8: \"syntax error, unexpected TOK_END_OF_RULE, expecting\n" +
-	"TOK_MODE\"), so one profile with it could not load on those nodes."
+// usernsNote says how the profile deals with user namespace mediation.
+const usernsNote = `Measured and read, not guessed:
+
+- AppArmor 3 parsers (Debian 12, Ubuntu 22.04) reject a ` + "`userns,`" + ` rule outright (apparmor_parser
+  3.0.8: "syntax error, unexpected TOK_END_OF_RULE, expecting TOK_MODE"; the tests check it), and
+  no conditional in the policy language hides a rule from a parser that cannot parse it. A profile
+  with the rule could not load on those nodes at all.
+- The kernel mediates user namespace creation for a confined process only when the profile was
+  compiled against a feature ABI that includes it (Linux security/apparmor/task.c returns "allowed"
+  otherwise). A profile without an ` + "`abi`" + ` line, like this one and the engines' defaults (none of
+  containerd's, Docker's or containers/common's has a userns rule), compiles against the parser's
+  default or pinned ABI, which on the AppArmor 3 ABI and on Ubuntu 24.04's pins has no userns
+  mediation, so buildah can create its user namespace there. Where a newer pin does mediate it
+  (LXC saw that with Debian's AppArmor 4.1), the rule is needed.
+- So the profile includes ` + "`local/<profile>`" + ` (` + "`include if exists`" + `, harmless when absent), and the
+  loader writes ` + "`userns,`" + ` into it only on nodes whose own apparmor_parser is 4 or newer and whose
+  kernel has ` + "`features/namespaces/userns_create`" + `; everywhere else that file holds only a comment.
+  With the security-profiles-operator, add the rule yourself on such nodes.
+
+Check a node: ` + "`grep policy-features /etc/apparmor/parser.conf`" + `, and after a first build look for
+` + "`apparmor=\"DENIED\" operation=\"userns_create\"`" + ` in its kernel log.`
 
 func readme(name string, cfg *config.Config, o Objects, t *v1.Task) ([]byte, error) {
 	tmpl, err := template.New(name+".md.tmpl").Funcs(funcs).ParseFS(templates, "templates/"+name+".md.tmpl")

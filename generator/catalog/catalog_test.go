@@ -86,7 +86,7 @@ func TestTektonValidation(t *testing.T) {
 			}
 			var all validate.Objects
 			for _, p := range files.Paths() {
-				if !strings.HasSuffix(p, ".yaml") || strings.HasPrefix(p, "examples/cluster/") {
+				if !strings.HasSuffix(p, ".yaml") || strings.HasPrefix(p, "examples/cluster/") || strings.HasPrefix(p, "examples/triggers/") {
 					continue
 				}
 				o, err := validate.Decode(p, files[p])
@@ -121,7 +121,7 @@ func TestKubernetesValidation(t *testing.T) {
 			}
 			kinds := map[string]int{}
 			for _, p := range files.Paths() {
-				if !strings.HasPrefix(p, "examples/cluster/") || !strings.Contains(p, ".yaml") {
+				if !(strings.HasPrefix(p, "examples/cluster/") || strings.HasPrefix(p, "examples/triggers/")) || !strings.Contains(p, ".yaml") {
 					continue
 				}
 				objs, err := validate.DecodeKubernetes(p, files[p])
@@ -135,7 +135,11 @@ func TestKubernetesValidation(t *testing.T) {
 					kinds[fmt.Sprintf("%T", o.Object)]++
 				}
 			}
-			want := map[string]int{"*v1.DaemonSet": 2, "*v1.ConfigMap": 1, "*v1.Role": 1, "*cluster.AppArmorProfile": 1}
+			want := map[string]int{
+				"*v1.DaemonSet": 2, "*v1.ConfigMap": 1, "*v1.Role": 1, "*cluster.AppArmorProfile": 1,
+				"*v1beta1.EventListener": 1, "*v1beta1.TriggerBinding": 1, "*v1beta1.TriggerTemplate": 1,
+				"*v1.RoleBinding": 1, "*v1.ClusterRoleBinding": 1,
+			}
 			for k, n := range want {
 				if kinds[k] != n {
 					t.Errorf("%d %s objects, want %d (all: %v)", kinds[k], k, n, kinds)
@@ -152,15 +156,19 @@ func TestKubernetesValidationRejectsBrokenObjects(t *testing.T) {
 	}
 	ds := string(files["examples/cluster/fuse-device-plugin.yaml"])
 	id := string(files["examples/cluster/build-identity.yaml"])
+	tr := string(files["examples/triggers/triggers.yaml"])
 	for _, tc := range []struct{ name, path, yaml, want string }{
 		{"typo", "ds", strings.Replace(ds, "      volumes:", "      volumess:", 1), `unknown field "spec.template.spec.volumess"`},
 		{"selector does not match", "ds", strings.Replace(ds, "        app.kubernetes.io/name: fuse-device-plugin\n        app.kubernetes.io/part-of", "        app.kubernetes.io/name: other\n        app.kubernetes.io/part-of", 1), "must match spec.selector"},
 		{"mount of no volume", "ds", strings.Replace(ds, "- name: dev-fuse\n              readOnly", "- name: dev-fuze\n              readOnly", 1), `Not found: "dev-fuze"`},
 		{"bad name", "id", strings.Replace(id, "name: multiarch-builder", "name: Multiarch_Builder", 1), "RFC 1123"},
 		{"unknown kind", "id", strings.Replace(id, "kind: Role", "kind: Rol", 1), "not a kind this project generates"},
+		{"listener without its template", "tr", strings.Replace(tr, "      template:\n        ref: multiarch-build\n", "", 1), "expected exactly one"},
+		{"template param undeclared", "tr", strings.Replace(tr, "$(tt.params.git-revision)", "$(tt.params.git-sha)", 1), "git-sha"},
+		{"interceptor typo", "tr", strings.Replace(tr, "interceptors:", "interceptor:", 1), `unknown field "spec.triggers[0].interceptor"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.yaml == ds || tc.yaml == id {
+			if tc.yaml == ds || tc.yaml == id || tc.yaml == tr {
 				t.Fatal("the replacement did not apply; the test is stale")
 			}
 			objs, err := validate.DecodeKubernetes(tc.path, []byte(tc.yaml))

@@ -164,3 +164,33 @@ func writeTemp(t *testing.T, text string) string {
 	}
 	return p
 }
+
+// The loader writes local/<profile>: a comment everywhere, `userns,` only
+// where the node's parser is 4 or newer. This parser (3.x, as on Debian 12
+// and Ubuntu 22.04 nodes) shows why the guard matters.
+func TestLocalInclude(t *testing.T) {
+	const name = "containerized-buildah"
+	ours, err := Profile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ours, "include if exists <local/"+name+">") {
+		t.Fatal("the profile does not include its node-local file")
+	}
+	version, _ := exec.Command(parser(t), "--version").Output()
+	for _, tc := range []struct {
+		local string
+		ok    bool
+	}{
+		{"# Written by the tekton-multiarch apparmor-loader; rewritten on every load.\n", true},
+		{"# Written by the tekton-multiarch apparmor-loader; rewritten on every load.\nuserns,\n", !strings.Contains(string(version), "version 3.")},
+	} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "local"), 0o755)
+		os.WriteFile(filepath.Join(dir, "local", name), []byte(tc.local), 0o644)
+		_, msg, err := compile(t, ours, "-M", features, "-I", dir)
+		if (err == nil) != tc.ok {
+			t.Errorf("local file %q: compiled=%v, want %v (%s)", tc.local, err == nil, tc.ok, msg)
+		}
+	}
+}

@@ -36,8 +36,26 @@ type Config struct {
 	Build         Build          `json:"build"`
 	AppArmor      AppArmor       `json:"apparmor"`
 	Cluster       Cluster        `json:"cluster"`
+	Triggers      Triggers       `json:"triggers"`
 	Example       Example        `json:"example"`
 }
+
+// Triggers is about building on git push.
+type Triggers struct {
+	Provider       string   `json:"provider"`
+	Repositories   []string `json:"repositories"`
+	Branches       []string `json:"branches"`
+	Tags           bool     `json:"tags"`
+	WebhookSecret  string   `json:"webhookSecret"`
+	ServiceAccount string   `json:"serviceAccount"`
+	IngressHost    string   `json:"ingressHost"`
+}
+
+// Providers.
+const (
+	ProviderGitHub = "github"
+	ProviderGitLab = "gitlab"
+)
 
 // Cluster is about the node-level prerequisites.
 type Cluster struct {
@@ -253,6 +271,8 @@ func archNames() string {
 
 var (
 	catalogVersion = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
+	repositoryName = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`)
+	branchName     = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_./-]*$`)
 	floatingTags   = []string{"latest", "stable", "main", "master", "edge", "nightly", "dev"}
 )
 
@@ -350,6 +370,41 @@ func (c *Config) Validate() []FieldError {
 	case AppArmorField, AppArmorAnnotation:
 	default:
 		add("apparmor.mode", "%q is not a mode; use field (Kubernetes >= 1.30) or annotation (older clusters)", c.AppArmor.Mode)
+	}
+
+	switch c.Triggers.Provider {
+	case ProviderGitHub, ProviderGitLab:
+	default:
+		add("triggers.provider", "%q is not supported; use github or gitlab", c.Triggers.Provider)
+	}
+	if len(c.Triggers.Repositories) == 0 {
+		add("triggers.repositories", "empty; list the repositories whose pushes build, e.g. me/app")
+	}
+	for i, r := range c.Triggers.Repositories {
+		if !repositoryName.MatchString(r) {
+			add(fmt.Sprintf("triggers.repositories[%d]", i), "%q is not owner/name (GitLab: group/sub/name)", r)
+		}
+	}
+	if len(c.Triggers.Branches) == 0 && !c.Triggers.Tags {
+		add("triggers.branches", "empty and tags is false: no push would ever build; list branches or set tags: true")
+	}
+	for i, b := range c.Triggers.Branches {
+		if !branchName.MatchString(b) || strings.Contains(b, "..") {
+			add(fmt.Sprintf("triggers.branches[%d]", i), "%q is not a branch name this generator accepts (letters, digits, '.', '_', '-', '/')", b)
+		}
+	}
+	for _, f := range []struct{ path, name string }{
+		{"triggers.webhookSecret", c.Triggers.WebhookSecret},
+		{"triggers.serviceAccount", c.Triggers.ServiceAccount},
+	} {
+		for _, m := range validation.IsDNS1123Subdomain(f.name) {
+			add(f.path, "%q: %s", f.name, m)
+		}
+	}
+	if c.Triggers.IngressHost != "" {
+		for _, m := range validation.IsDNS1123Subdomain(c.Triggers.IngressHost) {
+			add("triggers.ingressHost", "%q: %s", c.Triggers.IngressHost, m)
+		}
 	}
 
 	for _, m := range validation.IsDNS1123Label(c.Example.Namespace) {

@@ -37,9 +37,25 @@ for p in /sbin/apparmor_parser /usr/sbin/apparmor_parser; do
 done
 [ -n "$parser" ] || die "AppArmor is enabled but the node has no apparmor_parser: install the node's apparmor package"
 
+# The profile includes local/$PROFILE_NAME. buildah creates a user
+# namespace; AppArmor 4 can mediate that (Ubuntu 24.04 restricts unprivileged
+# user namespaces), and then a confined process needs `userns,`. AppArmor 3
+# parsers reject that rule outright, so it goes in only where the node's
+# parser is 4 or newer and its kernel mediates user namespace creation.
+major=$(chroot "$host" "$parser" --version | sed -n '1s/.*version \([0-9][0-9]*\).*/\1/p')
+dir=$host/etc/apparmor.d
+mkdir -p "$dir/local"
+{
+	echo "# Written by the tekton-multiarch apparmor-loader; rewritten on every load."
+	if [ "${major:-0}" -ge 4 ] && [ -e "$host/sys/kernel/security/apparmor/features/namespaces/userns_create" ]; then
+		echo "userns,"
+		echo "AppArmor $major mediates user namespaces here: allowing userns for $PROFILE_NAME" >&2
+	fi
+} >"$dir/local/.$PROFILE_NAME.new"
+mv "$dir/local/.$PROFILE_NAME.new" "$dir/local/$PROFILE_NAME"
+
 # Write next to the target and rename, so a half-written profile never
 # lands where the boot-time AppArmor service would read it.
-dir=$host/etc/apparmor.d
 cp "$PROFILE_FILE" "$dir/.$PROFILE_NAME.new"
 mv "$dir/.$PROFILE_NAME.new" "$dir/$PROFILE_NAME"
 chroot "$host" "$parser" --replace "/etc/apparmor.d/$PROFILE_NAME" ||

@@ -1,11 +1,16 @@
 package validate
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	triggerscontexts "github.com/tektoncd/triggers/pkg/apis/triggers/contexts"
+	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tekton-multiarch/tekton-multiarch/generator/cluster"
@@ -51,6 +57,18 @@ func DecodeKubernetes(source string, data []byte) ([]KubeObject, error) {
 			obj = &appsv1.DaemonSet{}
 		case "rbac.authorization.k8s.io/v1 Role":
 			obj = &rbacv1.Role{}
+		case "rbac.authorization.k8s.io/v1 RoleBinding":
+			obj = &rbacv1.RoleBinding{}
+		case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
+			obj = &rbacv1.ClusterRoleBinding{}
+		case "networking.k8s.io/v1 Ingress":
+			obj = &networkingv1.Ingress{}
+		case triggersv1.SchemeGroupVersion.String() + " EventListener":
+			obj = &triggersv1.EventListener{}
+		case triggersv1.SchemeGroupVersion.String() + " TriggerBinding":
+			obj = &triggersv1.TriggerBinding{}
+		case triggersv1.SchemeGroupVersion.String() + " TriggerTemplate":
+			obj = &triggersv1.TriggerTemplate{}
 		case cluster.SPOAPIVersion + " AppArmorProfile":
 			obj = &cluster.AppArmorProfile{}
 		default:
@@ -97,6 +115,30 @@ func CheckKubernetes(objs []KubeObject) error {
 					errs = append(errs, field.Required(field.NewPath("rules").Index(i), "verbs and resources"))
 				}
 			}
+		case *rbacv1.RoleBinding:
+			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
+			errs = append(errs, subjects(t.Subjects, t.RoleRef)...)
+		case *rbacv1.ClusterRoleBinding:
+			errs = append(errs, meta(&t.ObjectMeta, false, apivalidation.NameIsDNSSubdomain)...)
+			errs = append(errs, subjects(t.Subjects, t.RoleRef)...)
+		case *networkingv1.Ingress:
+			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
+			for i, r := range t.Spec.Rules {
+				for _, m := range validation.IsDNS1123Subdomain(r.Host) {
+					errs = append(errs, field.Invalid(field.NewPath("spec", "rules").Index(i).Child("host"), r.Host, m))
+				}
+			}
+		case *triggersv1.EventListener, *triggersv1.TriggerBinding:
+			if err := triggersCheck(t.(triggersObject)); err != nil {
+				return fmt.Errorf("%s: %w", o.Source, err)
+			}
+		case *triggersv1.TriggerTemplate:
+			if err := triggersCheck(t); err != nil {
+				return fmt.Errorf("%s: %w", o.Source, err)
+			}
+			if err := checkTemplateResources(t); err != nil {
+				return fmt.Errorf("%s: %w", o.Source, err)
+			}
 		case *appsv1.DaemonSet:
 			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
 			errs = append(errs, daemonSet(t)...)
@@ -110,6 +152,77 @@ func CheckKubernetes(objs []KubeObject) error {
 		}
 	}
 	return errs.ToAggregate()
+}
+
+func subjects(ss []rbacv1.Subject, ref rbacv1.RoleRef) field.ErrorList {
+	var errs field.ErrorList
+	if ref.Name == "" || (ref.Kind != "Role" && ref.Kind != "ClusterRole") || ref.APIGroup != rbacv1.GroupName {
+		errs = append(errs, field.Invalid(field.NewPath("roleRef"), ref, "must name a Role or ClusterRole of "+rbacv1.GroupName))
+	}
+	for i, s := range ss {
+		if s.Kind == rbacv1.ServiceAccountKind && (s.Namespace == "" || s.Name == "") {
+			errs = append(errs, field.Required(field.NewPath("subjects").Index(i), "a ServiceAccount subject needs name and namespace"))
+		}
+	}
+	return errs
+}
+
+type triggersObject interface {
+	SetDefaults(context.Context)
+	Validate(context.Context) *apis.FieldError
+}
+
+// triggersCheck runs the Triggers module's own defaulting and validation,
+// as its admission webhook would.
+func triggersCheck(o triggersObject) error {
+	ctx := triggerscontexts.WithUpgradeViaDefaulting(Context())
+	o.SetDefaults(ctx)
+	if fe := o.Validate(ctx); fe != nil {
+		return fe
+	}
+	return nil
+}
+
+// checkTemplateResources runs Tekton's validation and the project's lint on
+// each resource the template creates, with every $(tt.params.x) given a
+// value of the kind a push would give it.
+func checkTemplateResources(tt *triggersv1.TriggerTemplate) error {
+	for i, rt := range tt.Spec.ResourceTemplates {
+		raw := string(rt.Raw)
+		for _, p := range tt.Spec.Params {
+			raw = strings.ReplaceAll(raw, "$(tt.params."+p.Name+")", SampleTemplateParam(p.Name))
+		}
+		if strings.Contains(raw, "$(tt.params.") {
+			return fmt.Errorf("resourcetemplates[%d] uses an undeclared $(tt.params.*)", i)
+		}
+		var pr v1.PipelineRun
+		if err := decodeStrict([]byte(raw), &pr); err != nil {
+			return fmt.Errorf("resourcetemplates[%d]: %w", i, err)
+		}
+		if pr.Name == "" && pr.GenerateName == "" {
+			return fmt.Errorf("resourcetemplates[%d]: a PipelineRun created on every push needs generateName", i)
+		}
+		if err := Check(Objects{PipelineRuns: []*v1.PipelineRun{&pr}}); err != nil {
+			return fmt.Errorf("resourcetemplates[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// SampleTemplateParam is what a push gives a TriggerTemplate param, for
+// validating the resources it creates.
+func SampleTemplateParam(name string) string {
+	switch name {
+	case "git-url":
+		return "https://github.com/me/app.git"
+	case "git-revision":
+		return strings.Repeat("a", 40)
+	case "git-ref":
+		return "refs/heads/main"
+	case "image-tag":
+		return "aaaaaaaaaaaa"
+	}
+	return "sample-" + name
 }
 
 func meta(m *metav1.ObjectMeta, namespaced bool, name apivalidation.ValidateNameFunc) field.ErrorList {

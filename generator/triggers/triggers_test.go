@@ -1,0 +1,305 @@
+package triggers_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+	"github.com/tektoncd/triggers/pkg/interceptors"
+	"github.com/tektoncd/triggers/pkg/interceptors/cel"
+	"github.com/tektoncd/triggers/pkg/interceptors/github"
+	"github.com/tektoncd/triggers/pkg/interceptors/gitlab"
+	"github.com/tektoncd/triggers/pkg/template"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/triggers"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/validate"
+)
+
+const webhookSecret = "s3cr3t-webhook-value"
+
+type processor interface {
+	Process(context.Context, *triggersv1.InterceptorRequest) *triggersv1.InterceptorResponse
+}
+
+// event is one webhook delivery.
+type event struct {
+	body   []byte
+	header http.Header
+}
+
+func githubEvent(t *testing.T, kind string, body []byte, secret string) event {
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("X-GitHub-Event", kind)
+	h.Set("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+	if secret != "" {
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		h.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	}
+	return event{body, h}
+}
+
+func gitlabEvent(kind string, body []byte, token string) event {
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Gitlab-Event", kind)
+	if token != "" {
+		h.Set("X-Gitlab-Token", token)
+	}
+	return event{body, h}
+}
+
+// payload reads a fixture and applies edits to its top-level or nested keys.
+func payload(t *testing.T, name string, edits map[string]any) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range edits {
+		parts := strings.Split(k, ".")
+		cur := m
+		for _, p := range parts[:len(parts)-1] {
+			cur = cur[p].(map[string]any)
+		}
+		cur[parts[len(parts)-1]] = v
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// deliver runs an event through the EventListener's interceptors, with the
+// Triggers module's own interceptor code, then through its binding and
+// template with the module's own resolution code. It returns the
+// PipelineRun the listener would create, or nil and the reason it stopped.
+func deliver(t *testing.T, cfg *config.Config, o triggers.Objects, e event) (*v1.PipelineRun, string) {
+	t.Helper()
+	kube := fake.NewSimpleClientset(&corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: cfg.Triggers.WebhookSecret, Namespace: cfg.Example.Namespace},
+		Data:       map[string][]byte{"secret": []byte(webhookSecret)},
+	})
+	sg := interceptors.DefaultSecretGetter(kube.CoreV1())
+	impls := map[string]processor{
+		"github": github.NewInterceptor(sg),
+		"gitlab": gitlab.NewInterceptor(sg),
+		"cel":    cel.NewInterceptor(sg),
+	}
+	if len(o.EventListener.Spec.Triggers) != 1 {
+		t.Fatalf("want one trigger, have %d", len(o.EventListener.Spec.Triggers))
+	}
+	trig := o.EventListener.Spec.Triggers[0]
+	extensions := map[string]any{}
+	for _, ic := range trig.Interceptors {
+		params := map[string]any{}
+		for _, p := range ic.Params {
+			var v any
+			if err := json.Unmarshal(p.Value.Raw, &v); err != nil {
+				t.Fatal(err)
+			}
+			params[p.Name] = v
+		}
+		impl, ok := impls[ic.Ref.Name]
+		if !ok {
+			t.Fatalf("no interceptor %q", ic.Ref.Name)
+		}
+		resp := impl.Process(context.Background(), &triggersv1.InterceptorRequest{
+			Body:              string(e.body),
+			Header:            e.header,
+			Extensions:        extensions,
+			InterceptorParams: params,
+			Context: &triggersv1.TriggerContext{
+				EventURL:  "https://builds.example.com/",
+				EventID:   "event-1",
+				TriggerID: "namespaces/" + cfg.Example.Namespace + "/triggers/" + trig.Name,
+			},
+		})
+		if !resp.Continue {
+			return nil, ic.Ref.Name + ": " + resp.Status.Message
+		}
+		for k, v := range resp.Extensions {
+			extensions[k] = v
+		}
+	}
+
+	rt, err := template.ResolveTrigger(triggersv1.Trigger{Spec: triggersv1.TriggerSpec{Bindings: trig.Bindings, Template: *trig.Template}},
+		func(name string) (*triggersv1.TriggerBinding, error) {
+			if name != o.Binding.Name {
+				t.Fatalf("binding %q is not the generated one", name)
+			}
+			return o.Binding, nil
+		},
+		func(string) (*triggersv1.ClusterTriggerBinding, error) {
+			t.Fatal("no ClusterTriggerBinding expected")
+			return nil, nil
+		},
+		func(name string) (*triggersv1.TriggerTemplate, error) {
+			if name != o.Template.Name {
+				t.Fatalf("template %q is not the generated one", name)
+			}
+			return o.Template, nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := template.ResolveParams(rt, e.body, e.header, extensions, template.NewTriggerContext("event-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resources := template.ResolveResources(rt.TriggerTemplate, params)
+	if len(resources) != 1 {
+		t.Fatalf("template makes %d resources, want 1", len(resources))
+	}
+	var pr v1.PipelineRun
+	if err := json.Unmarshal(resources[0], &pr); err != nil {
+		t.Fatalf("the template's resource is not a PipelineRun: %v\n%s", err, resources[0])
+	}
+	return &pr, ""
+}
+
+func param(pr *v1.PipelineRun, name string) string {
+	for _, p := range pr.Spec.Params {
+		if p.Name == name {
+			return p.Value.StringVal
+		}
+	}
+	return ""
+}
+
+func TestPushEvents(t *testing.T) {
+	const after = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
+	const gitlabSHA = "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
+	withConfig := func(edit func(*config.Config)) *config.Config {
+		c := config.Default()
+		edit(c)
+		return c
+	}
+	gitlabCfg := withConfig(func(c *config.Config) { c.Triggers.Provider = config.ProviderGitLab })
+	noTags := withConfig(func(c *config.Config) { c.Triggers.Tags = false })
+	for _, tc := range []struct {
+		name     string
+		cfg      *config.Config
+		event    func(t *testing.T) event
+		wantTag  string // "" means the event must be dropped
+		wantRev  string
+		dropedBy string
+	}{
+		{"push to the configured branch", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", nil), webhookSecret)
+		}, after[:12], after, ""},
+		{"push to another branch", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/heads/feature/x"}), webhookSecret)
+		}, "", "", "cel"},
+		{"push to another repository", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"repository.full_name": "someone/else"}), webhookSecret)
+		}, "", "", "cel"},
+		{"tag push with tags on", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/v1.2.3"}), webhookSecret)
+		}, "v1.2.3", after, ""},
+		{"tag push with tags off", noTags, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/v1.2.3"}), webhookSecret)
+		}, "", "", "cel"},
+		{"branch deletion", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"deleted": true, "after": strings.Repeat("0", 40)}), webhookSecret)
+		}, "", "", "cel"},
+		{"ping", nil, func(t *testing.T) event {
+			return githubEvent(t, "ping", payload(t, "github-ping.json", nil), webhookSecret)
+		}, "", "", "github"},
+		{"wrong signature", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", nil), "not-the-secret")
+		}, "", "", "github"},
+		{"unsigned", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", nil), "")
+		}, "", "", "github"},
+		{"gitlab push with the right token", gitlabCfg, func(t *testing.T) event {
+			return gitlabEvent("Push Hook", payload(t, "gitlab-push.json", nil), webhookSecret)
+		}, gitlabSHA[:12], gitlabSHA, ""},
+		{"gitlab push with a wrong token", gitlabCfg, func(t *testing.T) event {
+			return gitlabEvent("Push Hook", payload(t, "gitlab-push.json", nil), "nope")
+		}, "", "", "gitlab"},
+		{"gitlab push without a token", gitlabCfg, func(t *testing.T) event {
+			return gitlabEvent("Push Hook", payload(t, "gitlab-push.json", nil), "")
+		}, "", "", "gitlab"},
+		{"gitlab push to another branch", gitlabCfg, func(t *testing.T) event {
+			return gitlabEvent("Push Hook", payload(t, "gitlab-push.json", map[string]any{"ref": "refs/heads/dev"}), webhookSecret)
+		}, "", "", "cel"},
+		{"gitlab tag push", gitlabCfg, func(t *testing.T) event {
+			return gitlabEvent("Tag Push Hook", payload(t, "gitlab-push.json", map[string]any{"ref": "refs/tags/v2.0.0", "object_kind": "tag_push"}), webhookSecret)
+		}, "v2.0.0", gitlabSHA, ""},
+		{"gitlab branch deletion", gitlabCfg, func(t *testing.T) event {
+			return gitlabEvent("Push Hook", payload(t, "gitlab-push.json", map[string]any{"checkout_sha": nil}), webhookSecret)
+		}, "", "", "cel"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			if cfg == nil {
+				cfg = config.Default()
+			}
+			if errs := cfg.Validate(); len(errs) > 0 {
+				t.Fatalf("test config invalid: %v", errs)
+			}
+			o, err := triggers.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr, reason := deliver(t, cfg, o, tc.event(t))
+			if tc.wantTag == "" {
+				if pr != nil {
+					t.Fatalf("the event was let through and made a PipelineRun for %s", param(pr, "IMAGE"))
+				}
+				if !strings.HasPrefix(reason, tc.dropedBy+": ") {
+					t.Errorf("dropped by %q, want the %s interceptor", reason, tc.dropedBy)
+				}
+				return
+			}
+			if pr == nil {
+				t.Fatalf("the event was dropped: %s", reason)
+			}
+			repo := cfg.Example.Image[:strings.LastIndex(cfg.Example.Image, ":")]
+			if got := param(pr, "IMAGE"); got != repo+":"+tc.wantTag {
+				t.Errorf("IMAGE = %q, want %q", got, repo+":"+tc.wantTag)
+			}
+			if got := param(pr, "GIT_REF"); got != tc.wantRev {
+				t.Errorf("GIT_REF = %q, want the pushed commit %q", got, tc.wantRev)
+			}
+			if got := param(pr, "GIT_URL"); !strings.HasSuffix(got, "tekton-multiarch/hello.git") {
+				t.Errorf("GIT_URL = %q", got)
+			}
+			if len(pr.Spec.TaskRunSpecs) != len(cfg.Architectures) {
+				t.Fatalf("%d taskRunSpecs, want one per architecture", len(pr.Spec.TaskRunSpecs))
+			}
+			for i, a := range cfg.Architectures {
+				s := pr.Spec.TaskRunSpecs[i]
+				if s.PipelineTaskName != "build-"+a.ID() || s.PodTemplate.NodeSelector["kubernetes.io/arch"] != a.Name {
+					t.Errorf("taskRunSpecs[%d] = %s %v", i, s.PipelineTaskName, s.PodTemplate.NodeSelector)
+				}
+			}
+			if pr.GenerateName == "" || pr.Name != "" {
+				t.Errorf("name %q, generateName %q: every push needs a fresh name", pr.Name, pr.GenerateName)
+			}
+			pr.Name = "from-push"
+			if err := validate.Check(validate.Objects{PipelineRuns: []*v1.PipelineRun{pr}}); err != nil {
+				t.Errorf("the PipelineRun fails Tekton validation: %v", err)
+			}
+		})
+	}
+}
