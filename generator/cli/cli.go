@@ -48,14 +48,14 @@ func Run(args []string, stdout, stderr io.Writer) int {
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "generator",
+		Use:           "tekton-multiarch",
 		Short:         "Generate the tekton-multiarch Tekton catalog: native multi-arch image builds with buildah",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newGenerate(stdout), newConfig(stdout))
+	root.AddCommand(newGenerate(stdout), newConfig(stdout), newStart(stdout, stderr))
 	return root
 }
 

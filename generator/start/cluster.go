@@ -1,0 +1,187 @@
+package start
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"knative.dev/pkg/apis"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/pipeline"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/tasks"
+)
+
+// Connect loads a client config as kubectl does: the --kubeconfig file,
+// else $KUBECONFIG, else ~/.kube/config, else the in-cluster config.
+func Connect(kubeconfig string) (versioned.Interface, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no cluster to talk to (%v): pass --kubeconfig or set KUBECONFIG", err)
+	}
+	return versioned.NewForConfig(rc)
+}
+
+// ErrNotInstalled says what is missing from the namespace and how to fix it.
+var ErrNotInstalled = errors.New("the catalog is not installed")
+
+// CheckInstalled fails unless the Pipeline and its Tasks exist in ns and the
+// Pipeline builds the architectures of the run.
+func CheckInstalled(ctx context.Context, c versioned.Interface, ns string, archs []config.Architecture) error {
+	apply := fmt.Sprintf("kubectl apply -n %s -R -f tasks/ -f pipelines/", ns)
+	p, err := c.TektonV1().Pipelines(ns).Get(ctx, pipeline.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("%w: Pipeline %s is not in namespace %s; run `%s`", ErrNotInstalled, pipeline.Name, ns, apply)
+	}
+	if err != nil {
+		return fmt.Errorf("reading Pipeline %s in namespace %s: %w", pipeline.Name, ns, err)
+	}
+	for _, t := range []string{tasks.BuildName, tasks.ManifestName} {
+		_, err := c.TektonV1().Tasks(ns).Get(ctx, t, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("%w: Task %s is not in namespace %s; run `%s`", ErrNotInstalled, t, ns, apply)
+		}
+		if err != nil {
+			return fmt.Errorf("reading Task %s in namespace %s: %w", t, ns, err)
+		}
+	}
+	var have, want []string
+	for _, pt := range p.Spec.Tasks {
+		if strings.HasPrefix(pt.Name, "build-") {
+			have = append(have, pt.Name)
+		}
+	}
+	for _, a := range archs {
+		want = append(want, pipeline.BuildTask(a))
+	}
+	sort.Strings(have)
+	sort.Strings(want)
+	if !slices.Equal(have, want) {
+		return fmt.Errorf("Pipeline %s in namespace %s has tasks %s, this run pins %s: the installed catalog was generated from another configuration; regenerate with the same one, or pass --config",
+			pipeline.Name, ns, strings.Join(have, ", "), strings.Join(want, ", "))
+	}
+	return nil
+}
+
+// Outcome is how a followed run ended.
+type Outcome struct {
+	Succeeded bool
+	Reason    string // the PipelineRun's condition reason and message
+	ImageURL  string
+	Digest    string
+}
+
+// Follow prints the progress of each pipeline task's steps as they change,
+// one line each (readable in a terminal and in CI logs alike), until the
+// run finishes or ctx ends.
+func Follow(ctx context.Context, c versioned.Interface, ns, name string, out io.Writer, every time.Duration) (Outcome, error) {
+	seen := map[string]string{}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		pr, err := c.TektonV1().PipelineRuns(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			if ctx.Err() != nil {
+				return Outcome{}, ctx.Err()
+			}
+			return Outcome{}, fmt.Errorf("reading PipelineRun %s: %w", name, err)
+		}
+		trs, err := c.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + name})
+		if err != nil {
+			if ctx.Err() != nil {
+				return Outcome{}, ctx.Err()
+			}
+			return Outcome{}, fmt.Errorf("listing TaskRuns of %s: %w", name, err)
+		}
+		items := trs.Items
+		sort.Slice(items, func(i, j int) bool { return task(&items[i]) < task(&items[j]) })
+		for i := range items {
+			report(out, seen, &items[i])
+		}
+		if cond := pr.Status.GetCondition(apis.ConditionSucceeded); cond != nil && cond.Status != corev1.ConditionUnknown {
+			o := Outcome{Succeeded: cond.Status == corev1.ConditionTrue, Reason: cond.Reason + ": " + cond.Message}
+			for _, r := range pr.Status.Results {
+				switch r.Name {
+				case "IMAGE_URL":
+					o.ImageURL = r.Value.StringVal
+				case "IMAGE_DIGEST":
+					o.Digest = r.Value.StringVal
+				}
+			}
+			return o, nil
+		}
+		select {
+		case <-ctx.Done():
+			return Outcome{}, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func task(tr *v1.TaskRun) string {
+	if t := tr.Labels["tekton.dev/pipelineTask"]; t != "" {
+		return t
+	}
+	return tr.Name
+}
+
+// report prints what changed in one TaskRun since the last look.
+func report(out io.Writer, seen map[string]string, tr *v1.TaskRun) {
+	t := task(tr)
+	say := func(key, state string) {
+		if seen[key] != state {
+			seen[key] = state
+			fmt.Fprintf(out, "[%s] %s\n", t, state)
+		}
+	}
+	if tr.Status.PodName != "" {
+		say(t+"/pod", "pod "+tr.Status.PodName)
+	}
+	for _, s := range tr.Status.Steps {
+		var state string
+		switch {
+		case s.Terminated != nil && s.Terminated.ExitCode == 0:
+			state = "done"
+		case s.Terminated != nil:
+			state = fmt.Sprintf("failed (exit %d)", s.Terminated.ExitCode)
+		case s.Running != nil:
+			state = "running"
+		default:
+			state = "waiting"
+		}
+		say(t+"/"+s.Name, stepLabel(s.Name)+": "+state)
+	}
+	if cond := tr.Status.GetCondition(apis.ConditionSucceeded); cond != nil && cond.Status != corev1.ConditionUnknown {
+		if cond.Status == corev1.ConditionTrue {
+			msg := "succeeded"
+			for _, r := range tr.Status.Results {
+				if r.Name == "IMAGE_REF" {
+					msg += ": " + r.Value.StringVal
+				}
+			}
+			say(t+"/done", msg)
+		} else {
+			say(t+"/done", "failed: "+cond.Reason+": "+cond.Message)
+		}
+	}
+}
+
+func stepLabel(step string) string {
+	if step == tasks.BuildStep {
+		return "build+push"
+	}
+	return step
+}

@@ -1,0 +1,139 @@
+// Package start runs a multi-arch build on a cluster: it makes the same
+// PipelineRun as the examples (per-architecture taskRunSpecs, which tkn
+// cannot set), checks the catalog is installed, creates the run and follows
+// it.
+package start
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/pipeline"
+)
+
+// Options are the start command's flags.
+type Options struct {
+	GitURL         string
+	Ref            string
+	Image          string
+	Archs          []string // names (arm64), IDs (arm-v7) or platforms (linux/arm/v7); empty: all configured
+	Namespace      string
+	ServiceAccount string
+	RegistrySecret string
+}
+
+// FlagError is bad input, named by its flag. The command exits 2 on it.
+type FlagError struct {
+	Flag, Message string
+}
+
+func (e *FlagError) Error() string { return "--" + e.Flag + ": " + e.Message }
+
+var (
+	gitURL      = regexp.MustCompile(`^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$`)
+	abbreviated = regexp.MustCompile(`^[0-9a-f]{7,39}$`)
+)
+
+// Resolve checks every flag against the catalog's configuration, before any
+// API call, and returns what the PipelineRun is made of.
+func (o Options) Resolve(cfg *config.Config) (pipeline.RunOptions, error) {
+	fail := func(flag, format string, args ...any) (pipeline.RunOptions, error) {
+		return pipeline.RunOptions{}, &FlagError{flag, fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case strings.TrimSpace(o.GitURL) == "":
+		return fail("git-url", "empty; give the repository to build, e.g. https://github.com/me/app.git")
+	case !gitURL.MatchString(o.GitURL):
+		return fail("git-url", "%q is not a git URL; use https://host/owner/repo.git, ssh://git@host/owner/repo.git or git@host:owner/repo.git", o.GitURL)
+	}
+	switch {
+	case strings.TrimSpace(o.Ref) == "":
+		return fail("ref", "empty; give a branch, a tag or a full 40-character commit SHA")
+	case abbreviated.MatchString(o.Ref):
+		return fail("ref", "%q looks like an abbreviated commit SHA; git-sync needs the full 40 characters, a branch or a tag", o.Ref)
+	case strings.ContainsAny(o.Ref, " \t\n~^:?*[\\") || strings.Contains(o.Ref, ".."):
+		return fail("ref", "%q is not a valid git ref", o.Ref)
+	}
+	if msg := config.TaggedImageProblem(o.Image); msg != "" {
+		return fail("image", "%s", msg)
+	}
+	ns := o.Namespace
+	if ns == "" {
+		ns = cfg.Example.Namespace
+	}
+	for _, m := range validation.IsDNS1123Label(ns) {
+		return fail("namespace", "%q: %s", ns, m)
+	}
+	for _, f := range []struct{ flag, v string }{{"service-account", o.ServiceAccount}, {"registry-secret", o.RegistrySecret}} {
+		if f.v == "" {
+			continue
+		}
+		for _, m := range validation.IsDNS1123Subdomain(f.v) {
+			return fail(f.flag, "%q: %s", f.v, m)
+		}
+	}
+
+	archs := cfg.Architectures
+	if len(o.Archs) > 0 {
+		var chosen []config.Architecture
+		for _, want := range o.Archs {
+			i := slices.IndexFunc(cfg.Architectures, func(a config.Architecture) bool {
+				return want == a.ID() || want == a.Platform() || want == strings.TrimPrefix(a.Platform(), "linux/") ||
+					(want == a.Name && a.Variant == "")
+			})
+			if i < 0 {
+				return fail("arch", "%q is not an architecture of this catalog; it builds %s", want, ids(cfg.Architectures))
+			}
+			if slices.ContainsFunc(chosen, func(a config.Architecture) bool { return a.ID() == cfg.Architectures[i].ID() }) {
+				return fail("arch", "%q is listed twice", want)
+			}
+			chosen = append(chosen, cfg.Architectures[i])
+		}
+		// The Pipeline runs every build-<arch> task: a run cannot leave one
+		// out, and an unpinned build would land on any node.
+		if len(chosen) != len(cfg.Architectures) {
+			return fail("arch", "the Pipeline builds %s and a run cannot skip one; to build fewer, regenerate the catalog with a configuration listing only those and apply it", ids(cfg.Architectures))
+		}
+		archs = chosen
+	}
+	sa, secret := cfg.Example.ServiceAccount, cfg.Example.RegistrySecret
+	if o.ServiceAccount != "" {
+		sa = o.ServiceAccount
+	}
+	if o.RegistrySecret != "" {
+		secret = o.RegistrySecret
+	}
+	return pipeline.RunOptions{
+		GenerateName:   pipeline.Name + "-",
+		Namespace:      ns,
+		GitURL:         o.GitURL,
+		GitRef:         o.Ref,
+		Image:          o.Image,
+		RegistrySecret: secret,
+		ServiceAccount: sa,
+		Architectures:  archs,
+	}, nil
+}
+
+func ids(as []config.Architecture) string {
+	var s []string
+	for _, a := range as {
+		s = append(s, a.ID())
+	}
+	return strings.Join(s, ", ")
+}
+
+// PipelineRun is the run for o, from the same code as the examples.
+func PipelineRun(cfg *config.Config, o Options) (*v1.PipelineRun, error) {
+	ro, err := o.Resolve(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return pipeline.PipelineRun(ro), nil
+}
