@@ -70,7 +70,7 @@ func CheckInstalled(ctx context.Context, c versioned.Interface, ns string, archs
 	sort.Strings(have)
 	sort.Strings(want)
 	if !slices.Equal(have, want) {
-		return fmt.Errorf("Pipeline %s in namespace %s has tasks %s, this run pins %s: the installed catalog was generated from another configuration; regenerate with the same one, or pass --config",
+		return fmt.Errorf("the Pipeline %s in namespace %s has tasks %s, this run pins %s: the installed catalog was generated from another configuration; regenerate with the same one, or pass --config",
 			pipeline.Name, ns, strings.Join(have, ", "), strings.Join(want, ", "))
 	}
 	return nil
