@@ -307,8 +307,9 @@ func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 		return err
 	}
 	if err := multi("examples/cluster/apparmor/security-profiles-operator/apparmorprofile.yaml",
-		"# The same profile through the security-profiles-operator, if you run it (with\n"+
-			"# AppArmor enabled in it: see examples/cluster/README.md): kubectl apply -f examples/cluster/apparmor/security-profiles-operator/\n",
+		"# The same profile through the security-profiles-operator, releases up to v0.8.4 only (later\n"+
+			"# ones dropped spec.policy and cannot express mount), with AppArmor enabled in it; see\n"+
+			"# examples/cluster/README.md. kubectl apply -f examples/cluster/apparmor/security-profiles-operator/\n",
 		c.OperatorProfile); err != nil {
 		return err
 	}

@@ -277,12 +277,19 @@ type AppArmorProfileSpec struct {
 	Policy string `json:"policy"`
 }
 
+// SPONamespace is where the security-profiles-operator's namespaced
+// AppArmorProfiles live by default.
+const SPONamespace = "security-profiles-operator"
+
 // OperatorProfile has the security-profiles-operator install the profile on
-// every node.
+// every node. Only its releases up to v0.8.4 take a raw spec.policy (a
+// namespaced object, loaded under metadata.name on every node); from v0.9.0
+// the object is cluster-scoped with structured allow-lists that have no mount
+// rule, so they cannot carry this profile.
 func OperatorProfile(cfg *config.Config, profile string) *AppArmorProfile {
 	return &AppArmorProfile{
 		TypeMeta:   metav1.TypeMeta{APIVersion: SPOAPIVersion, Kind: "AppArmorProfile"},
-		ObjectMeta: metav1.ObjectMeta{Name: cfg.AppArmor.Profile, Labels: map[string]string{"app.kubernetes.io/part-of": partOf}},
+		ObjectMeta: metav1.ObjectMeta{Name: cfg.AppArmor.Profile, Namespace: SPONamespace, Labels: map[string]string{"app.kubernetes.io/part-of": partOf}},
 		Spec:       AppArmorProfileSpec{Policy: profile},
 	}
 }

@@ -25,12 +25,6 @@ die() {
 link=${SOURCE_LINK:-checkout}
 git_sync=${GIT_SYNC:-/git-sync}
 
-# git-sync fetches a commit by SHA only when given all 40 hex digits; catch
-# the abbreviated form here with a message that says so.
-if printf '%s' "$GIT_REF" | grep -Eq '^[0-9a-f]{7,39}$'; then
-	die "GIT_REF $GIT_REF looks like an abbreviated commit SHA: git-sync needs the full 40-character SHA, a branch or a tag"
-fi
-
 set -- --repo="$GIT_URL" --ref="$GIT_REF" --root="$SOURCE_ROOT" --link="$link" --one-time --depth=1
 
 if [ "${GIT_CREDENTIALS_BOUND:-false}" = true ]; then
@@ -48,7 +42,14 @@ if [ "${GIT_CREDENTIALS_BOUND:-false}" = true ]; then
 fi
 
 echo "cloning $GIT_URL at $GIT_REF (depth 1)"
-"$git_sync" "$@" || die "git-sync could not clone $GIT_URL at $GIT_REF: check that the ref exists and the repository is reachable (and, if private, the git-credentials workspace)"
+if ! "$git_sync" "$@"; then
+	# git-sync fetches a commit by SHA only when given all 40 hex digits. Say so
+	# only after it failed: a tag such as 20240115 is hex too, and valid.
+	if printf '%s' "$GIT_REF" | grep -Eq '^[0-9a-f]{7,39}$'; then
+		die "git-sync could not clone $GIT_URL at $GIT_REF: if $GIT_REF is an abbreviated commit SHA, give all 40 characters (git-sync fetches a commit only by its full SHA); otherwise check that the branch or tag exists and the repository is reachable"
+	fi
+	die "git-sync could not clone $GIT_URL at $GIT_REF: check that the ref exists and the repository is reachable (and, if private, the git-credentials workspace)"
+fi
 
 # git-sync points the link at .worktrees/<full sha>; readlink instead of
 # following it because fs.protected_symlinks can forbid that, even to root.

@@ -143,7 +143,7 @@ func CheckKubernetes(objs []KubeObject) error {
 			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
 			errs = append(errs, daemonSet(t)...)
 		case *cluster.AppArmorProfile:
-			errs = append(errs, meta(&t.ObjectMeta, false, apivalidation.NameIsDNSSubdomain)...)
+			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
 			if !strings.Contains(t.Spec.Policy, "profile "+t.Name+" ") {
 				errs = append(errs, field.Invalid(field.NewPath("spec", "policy"), "...", "the policy must define profile "+t.Name+", the name pods use"))
 			}
