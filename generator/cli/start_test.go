@@ -33,7 +33,7 @@ func TestStartRefusesBadInput(t *testing.T) {
 		{"image without tag", []string{"start", "--git-url", "https://github.com/me/app.git", "--image", "registry.example.com/me/app"}, "--image: \"registry.example.com/me/app\" is not an image reference with a tag"},
 		{"image by digest", []string{"start", "--git-url", "https://github.com/me/app.git", "--image", "registry.example.com/me/app@sha256:" + strings.Repeat("a", 64)}, "--image: \"registry.example.com/me/app@sha256:"},
 		{"malformed image", []string{"start", "--git-url", "https://github.com/me/app.git", "--image", "Registry Example/app:v1"}, "--image:"},
-		{"short sha", append(ok, "--ref", "1a2b3c4"), "--ref: \"1a2b3c4\" looks like an abbreviated commit SHA"},
+		{"ref with a space", append(ok, "--ref", "my branch"), "--ref: \"my branch\" is not a valid git ref"},
 		{"bad namespace", append(ok, "--namespace", "Builds_NS"), "--namespace: \"Builds_NS\""},
 		{"output without dry-run", append(ok, "-o", "yaml"), "--output: prints the PipelineRun instead of creating it, so it needs --dry-run"},
 		{"bad output", append(ok, "--dry-run", "-o", "xml"), "--output: \"xml\" is not a format"},

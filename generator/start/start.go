@@ -36,8 +36,9 @@ type FlagError struct {
 func (e *FlagError) Error() string { return "--" + e.Flag + ": " + e.Message }
 
 var (
-	gitURL      = regexp.MustCompile(`^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$`)
-	abbreviated = regexp.MustCompile(`^[0-9a-f]{7,39}$`)
+	// A tag such as 20240115 is all hex, so an abbreviated-looking SHA is not
+	// refused here: the clone step says so if git-sync cannot fetch it.
+	gitURL = regexp.MustCompile(`^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$`)
 )
 
 // Resolve checks every flag against the catalog's configuration, before any
@@ -55,8 +56,6 @@ func (o Options) Resolve(cfg *config.Config) (pipeline.RunOptions, error) {
 	switch {
 	case strings.TrimSpace(o.Ref) == "":
 		return fail("ref", "empty; give a branch, a tag or a full 40-character commit SHA")
-	case abbreviated.MatchString(o.Ref):
-		return fail("ref", "%q looks like an abbreviated commit SHA; git-sync needs the full 40 characters, a branch or a tag", o.Ref)
 	case strings.ContainsAny(o.Ref, " \t\n~^:?*[\\") || strings.Contains(o.Ref, ".."):
 		return fail("ref", "%q is not a valid git ref", o.Ref)
 	}
