@@ -1,0 +1,800 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"knative.dev/pkg/apis"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+)
+
+var fuseResource = config.Default().Build.FuseResource
+
+// catalog is one generated tree (the committed one, or one generated from a
+// variant configuration) and the configuration it was generated from, which
+// is where the test takes its expectations from.
+type catalog struct {
+	name string
+	dir  string
+	cfg  *config.Config
+}
+
+func (c catalog) ns() string { return c.cfg.Example.Namespace }
+
+// TestCluster runs the catalog through the real API server, scheduler and
+// Tekton controller. The subtests share one control plane (about 15 s to
+// start) and run in order: later ones need the catalog the first installs.
+func TestCluster(t *testing.T) {
+	s := startStack(t)
+	committed := catalog{name: "committed catalog (apparmor.mode field)", dir: s.repo, cfg: config.Default()}
+	if committed.cfg.AppArmor.Mode != config.AppArmorField {
+		t.Fatalf("the default configuration's apparmor.mode is %q; this test expects field", committed.cfg.AppArmor.Mode)
+	}
+
+	t.Run("install", func(t *testing.T) { s.install(t, committed) })
+	if !s.installed(committed) {
+		t.Fatal("the catalog is not installed where the example runs; nothing else can run")
+	}
+	t.Run("pipelinerun-succeeds", func(t *testing.T) { s.runToSuccess(t, committed) })
+	t.Run("arm64-build-fails", func(t *testing.T) { s.arm64Fails(t, committed) })
+	t.Run("typo-rejected-by-api-server", func(t *testing.T) { s.typoAPIServer(t, committed) })
+	t.Run("typo-rejected-by-controller", func(t *testing.T) { s.typoController(t, committed) })
+	t.Run("without-taskRunSpecs", func(t *testing.T) { s.withoutTaskRunSpecs(t, committed) })
+	t.Run("annotation-mode", func(t *testing.T) {
+		c := generateVariant(t, s.repo, "apparmor:\n  mode: annotation\nexample:\n  namespace: multiarch-builds-annotation\n")
+		if c.cfg.AppArmor.Mode != config.AppArmorAnnotation {
+			t.Fatalf("variant config: apparmor.mode %q", c.cfg.AppArmor.Mode)
+		}
+		t.Run("install", func(t *testing.T) { s.install(t, c) })
+		if !s.installed(c) {
+			t.Fatal("the variant catalog is not installed where its example runs")
+		}
+		s.runToSuccess(t, c)
+	})
+}
+
+// install follows the README's "Prepare the cluster" step 4 and the catalog
+// step 5, with the real kubectl, from the catalog's directory.
+func (s *stack) install(t *testing.T, c catalog) {
+	out, err := s.kubectl(t, c.dir, "apply", "-f", "examples/cluster/build-identity.yaml")
+	if err != nil {
+		t.Fatalf("kubectl apply -f examples/cluster/build-identity.yaml: %v\n%s", err, out)
+	}
+	if c.cfg.Example.RegistrySecret != "" {
+		out, err = s.kubectl(t, c.dir, "-n", c.ns(), "create", "secret", "docker-registry", c.cfg.Example.RegistrySecret,
+			"--docker-server=registry.example.com", "--docker-username=cluster-test", "--docker-password=not-a-secret")
+		if err != nil {
+			t.Fatalf("create the registry Secret: %v\n%s", err, out)
+		}
+	}
+
+	out, err = s.kubectl(t, c.dir, "apply", "-R", "-f", "tasks/", "-f", "pipelines/")
+	t.Logf("$ kubectl apply -R -f tasks/ -f pipelines/\n%s", out)
+	if err != nil {
+		t.Errorf("the README's `kubectl apply -R -f tasks/ -f pipelines/` failed: %v", err)
+	}
+
+	ctx := context.Background()
+	var missing []string
+	for _, task := range []string{"git-sync", "buildah-build", "buildah-manifest"} {
+		if _, err := s.tekton.TektonV1().Tasks(c.ns()).Get(ctx, task, metav1.GetOptions{}); err != nil {
+			missing = append(missing, "Task "+task)
+		}
+	}
+	if _, err := s.tekton.TektonV1().Pipelines(c.ns()).Get(ctx, "multiarch-build", metav1.GetOptions{}); err != nil {
+		missing = append(missing, "Pipeline multiarch-build")
+	}
+	if len(missing) == 0 {
+		return
+	}
+	where := ""
+	if tasks, err := s.tekton.TektonV1().Tasks("").List(ctx, metav1.ListOptions{}); err == nil {
+		for _, task := range tasks.Items {
+			where += fmt.Sprintf(" %s/%s", task.Namespace, task.Name)
+		}
+	}
+	// Show what a user following the README gets at this point.
+	r := s.create(t, c, "examples/pipelinerun.yaml")
+	pr := r.waitDone(t)
+	t.Errorf("after the README's install, %s are not in namespace %q, where examples/pipelinerun.yaml runs; "+
+		"Tasks on the cluster:%s; the example PipelineRun %s: %s",
+		strings.Join(missing, ", "), c.ns(), where, r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
+	// Reported above; install them where the example runs so the remaining
+	// subtests can still check what the catalog does on a cluster.
+	files, _ := filepath.Glob(filepath.Join(c.dir, "tasks", "*", "*", "*.yaml"))
+	more, _ := filepath.Glob(filepath.Join(c.dir, "pipelines", "*", "*", "*.yaml"))
+	args := []string{"-n", c.ns(), "apply"}
+	for _, f := range append(files, more...) {
+		args = append(args, "-f", f)
+	}
+	if out, err := s.kubectl(t, c.dir, args...); err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (s *stack) installed(c catalog) bool {
+	_, err := s.tekton.TektonV1().Pipelines(c.ns()).Get(context.Background(), "multiarch-build", metav1.GetOptions{})
+	return err == nil
+}
+
+// generateVariant writes a configuration on top of the defaults and
+// generates its catalog into a temporary directory with the generator's own
+// command.
+func generateVariant(t *testing.T, repo, overrides string) catalog {
+	t.Helper()
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "config.yaml")
+	write(t, cfgFile, []byte(overrides))
+	out := filepath.Join(dir, "catalog")
+	cmd := exec.Command("go", "run", "./generator", "generate", "--config", cfgFile, "--out", out)
+	cmd.Dir = repo
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go run ./generator generate --config %s --out %s: %v\n%s", cfgFile, out, err, b)
+	}
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return catalog{name: "variant " + strings.TrimSpace(overrides), dir: out, cfg: cfg}
+}
+
+// prRun is one PipelineRun and what the test knows about it.
+type prRun struct {
+	s    *stack
+	c    catalog
+	name string
+}
+
+var createdRE = regexp.MustCompile(`pipelinerun\.tekton\.dev/(\S+) created`)
+
+// create runs `kubectl create -f file` in the catalog's directory, as the
+// README does.
+func (s *stack) create(t *testing.T, c catalog, file string) *prRun {
+	t.Helper()
+	out, err := s.kubectl(t, c.dir, "create", "-f", file)
+	if err != nil {
+		t.Fatalf("kubectl create -f %s: %v\n%s", file, err, out)
+	}
+	m := createdRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("kubectl create -f %s: no PipelineRun name in its output:\n%s", file, out)
+	}
+	t.Logf("$ kubectl create -f %s\n%s", file, out)
+	return &prRun{s: s, c: c, name: m[1]}
+}
+
+// variantFile writes examples/pipelinerun.yaml, changed by edit, into a
+// temporary file and returns its path.
+func variantFile(t *testing.T, c catalog, edit func(pr map[string]any)) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(c.dir, "examples", "pipelinerun.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pr map[string]any
+	if err := yaml.Unmarshal(data, &pr); err != nil {
+		t.Fatal(err)
+	}
+	edit(pr)
+	out, err := yaml.Marshal(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "pipelinerun.yaml")
+	write(t, f, out)
+	return f
+}
+
+func (r *prRun) taskRuns(ctx context.Context) (map[string]*v1.TaskRun, error) {
+	list, err := r.s.tekton.TektonV1().TaskRuns(r.c.ns()).List(ctx, metav1.ListOptions{
+		LabelSelector: pipeline.PipelineRunLabelKey + "=" + r.name,
+	})
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]*v1.TaskRun{}
+	for i := range list.Items {
+		tr := &list.Items[i]
+		m[tr.Labels[pipeline.PipelineTaskLabelKey]] = tr
+	}
+	return m, nil
+}
+
+// waitTaskRuns waits until the run's TaskRuns are exactly the given
+// pipeline tasks.
+func (r *prRun) waitTaskRuns(t *testing.T, want ...string) map[string]*v1.TaskRun {
+	t.Helper()
+	var got map[string]*v1.TaskRun
+	sort.Strings(want)
+	r.s.waitFor(t, fmt.Sprintf("TaskRuns %v of %s", want, r.name), 60*time.Second, func(ctx context.Context) (bool, error) {
+		var err error
+		got, err = r.taskRuns(ctx)
+		if err != nil {
+			return false, err
+		}
+		names := mapKeys(got)
+		if len(names) > len(want) {
+			return false, fmt.Errorf("unexpected TaskRuns: got %v, want %v", names, want)
+		}
+		return slices.Equal(names, want), fmt.Errorf("TaskRuns so far: %v", names)
+	})
+	return got
+}
+
+// waitPod waits for the TaskRun's pod to be scheduled and Running (kwok
+// moves it there once it is bound to a node), and returns it.
+func (r *prRun) waitPod(t *testing.T, tr *v1.TaskRun) *corev1.Pod {
+	t.Helper()
+	var pod *corev1.Pod
+	r.s.waitFor(t, "the pod of "+tr.Name+" Running on a node", 60*time.Second, func(ctx context.Context) (bool, error) {
+		pods, err := r.s.kube.CoreV1().Pods(r.c.ns()).List(ctx, metav1.ListOptions{LabelSelector: pipeline.TaskRunLabelKey + "=" + tr.Name})
+		if err != nil {
+			return false, err
+		}
+		if len(pods.Items) != 1 {
+			return false, fmt.Errorf("%d pods for %s", len(pods.Items), tr.Name)
+		}
+		pod = &pods.Items[0]
+		if pod.Spec.NodeName == "" {
+			return false, fmt.Errorf("pod %s not scheduled: %v", pod.Name, podScheduledMessage(pod))
+		}
+		return pod.Status.Phase == corev1.PodRunning, fmt.Errorf("pod %s is %s", pod.Name, pod.Status.Phase)
+	})
+	return pod
+}
+
+func podScheduledMessage(pod *corev1.Pod) string {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled {
+			return c.Reason + ": " + c.Message
+		}
+	}
+	return "no PodScheduled condition yet"
+}
+
+// finish tells the simulated kubelet how the pod's step containers end.
+func (r *prRun) finish(t *testing.T, pod *corev1.Pod, outcomes map[string]stepOutcome) {
+	t.Helper()
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": finishAnnotations(t, outcomes)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.s.kube.CoreV1().Pods(pod.Namespace).Patch(context.Background(), pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("annotate pod %s: %v", pod.Name, err)
+	}
+}
+
+func (r *prRun) waitTaskRunDone(t *testing.T, name string) *v1.TaskRun {
+	t.Helper()
+	var tr *v1.TaskRun
+	r.s.waitFor(t, "TaskRun "+name+" done", 60*time.Second, func(ctx context.Context) (bool, error) {
+		var err error
+		tr, err = r.s.tekton.TektonV1().TaskRuns(r.c.ns()).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return tr.IsDone(), fmt.Errorf("TaskRun %s: %s", name, condition(tr.Status.GetCondition(apis.ConditionSucceeded)))
+	})
+	return tr
+}
+
+func (r *prRun) waitDone(t *testing.T) *v1.PipelineRun {
+	t.Helper()
+	var pr *v1.PipelineRun
+	r.s.waitFor(t, "PipelineRun "+r.name+" done", 60*time.Second, func(ctx context.Context) (bool, error) {
+		var err error
+		pr, err = r.get(ctx)
+		if err != nil {
+			return false, err
+		}
+		return pr.IsDone(), fmt.Errorf("PipelineRun %s: %s", r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
+	})
+	return pr
+}
+
+func (r *prRun) get(ctx context.Context) (*v1.PipelineRun, error) {
+	return r.s.tekton.TektonV1().PipelineRuns(r.c.ns()).Get(ctx, r.name, metav1.GetOptions{})
+}
+
+func condition(c *apis.Condition) string {
+	if c == nil {
+		return "no Succeeded condition yet"
+	}
+	return fmt.Sprintf("Succeeded=%s reason=%s message=%q", c.Status, c.Reason, c.Message)
+}
+
+func succeeded(c *apis.Condition) bool { return c != nil && c.Status == corev1.ConditionTrue }
+func failed(c *apis.Condition) bool    { return c != nil && c.Status == corev1.ConditionFalse }
+
+// values are the results the test makes each architecture's build report.
+type values struct {
+	commit string
+	url    string
+	tagged string // IMAGE_URL: the example's IMAGE plus -<arch>
+	digest string
+	ref    string // IMAGE_REF: repository@digest
+}
+
+func buildValues(c catalog, arch string) values {
+	repo := repository(c.cfg.Example.Image)
+	d := fakeDigest("image " + arch)
+	return values{
+		commit: fakeDigest("commit")[len("sha256:"):][:40],
+		url:    c.cfg.Example.GitURL,
+		tagged: c.cfg.Example.Image + "-" + arch,
+		digest: d,
+		ref:    repo + "@" + d,
+	}
+}
+
+func fakeDigest(s string) string {
+	sum := sha256.Sum256([]byte("tekton-multiarch cluster test " + s))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// repository is an image reference without its tag.
+func repository(image string) string {
+	slash := strings.LastIndex(image, "/")
+	if colon := strings.LastIndex(image, ":"); colon > slash {
+		return image[:colon]
+	}
+	return image
+}
+
+func archs(c catalog) []string {
+	var a []string
+	for _, arch := range c.cfg.Architectures {
+		a = append(a, arch.ID())
+	}
+	return a
+}
+
+func buildTasks(c catalog) []string {
+	var names []string
+	for _, a := range archs(c) {
+		names = append(names, "build-"+a)
+	}
+	return names
+}
+
+// fuseNode is the one node of arch that advertises /dev/fuse.
+func fuseNode(arch string) string {
+	for _, n := range buildNodes {
+		if n.arch == arch && n.fuse {
+			return n.name
+		}
+	}
+	return ""
+}
+
+// runToSuccess: kubectl create -f examples/pipelinerun.yaml, then check the
+// build pods the real controller and scheduler made, complete them with
+// results, check the manifest TaskRun got them, complete it and check the
+// PipelineRun's results.
+func (s *stack) runToSuccess(t *testing.T, c catalog) {
+	r := s.create(t, c, "examples/pipelinerun.yaml")
+	builds := r.waitTaskRuns(t, buildTasks(c)...)
+
+	pods := map[string]*corev1.Pod{}
+	for _, arch := range archs(c) {
+		tr := builds["build-"+arch]
+		pod := r.waitPod(t, tr)
+		pods[arch] = pod
+		checkBuildPod(t, c, pod, arch)
+	}
+	// Both builds are running: the manifest must not have started.
+	if now, err := r.taskRuns(context.Background()); err != nil {
+		t.Fatal(err)
+	} else if _, ok := now["manifest"]; ok {
+		t.Errorf("the manifest TaskRun exists while the builds are still running")
+	}
+
+	for _, arch := range archs(c) {
+		v := buildValues(c, arch)
+		r.finish(t, pods[arch], map[string]stepOutcome{
+			"step-clone": {results: map[string]string{"COMMIT": v.commit, "URL": envOf(pods[arch], "step-clone", "GIT_URL")}},
+			"step-build": {results: map[string]string{"IMAGE_URL": v.tagged, "IMAGE_DIGEST": v.digest, "IMAGE_REF": v.ref}},
+		})
+	}
+	var lastBuild time.Time
+	for _, arch := range archs(c) {
+		v := buildValues(c, arch)
+		tr := r.waitTaskRunDone(t, builds["build-"+arch].Name)
+		if cond := tr.Status.GetCondition(apis.ConditionSucceeded); !succeeded(cond) {
+			t.Fatalf("TaskRun build-%s: %s", arch, condition(cond))
+		}
+		wantResults := map[string]string{"COMMIT": v.commit, "URL": v.url, "IMAGE_URL": v.tagged, "IMAGE_DIGEST": v.digest, "IMAGE_REF": v.ref}
+		if got := taskRunResults(tr); !mapsEqual(got, wantResults) {
+			t.Errorf("TaskRun build-%s results (read by Tekton from the termination messages):\n got %v\nwant %v", arch, got, wantResults)
+		}
+		if ct := tr.Status.CompletionTime; ct != nil && ct.After(lastBuild) {
+			lastBuild = ct.Time
+		}
+	}
+
+	all := r.waitTaskRuns(t, append(buildTasks(c), "manifest")...)
+	manifest := all["manifest"]
+	if manifest.CreationTimestamp.Time.Before(lastBuild.Truncate(time.Second)) {
+		t.Errorf("manifest TaskRun created at %s, before the last build finished at %s", manifest.CreationTimestamp, lastBuild)
+	}
+	var wantImages []string
+	var commits []string
+	for _, arch := range archs(c) {
+		v := buildValues(c, arch)
+		wantImages = append(wantImages, v.ref)
+		commits = append(commits, v.commit)
+	}
+	params := map[string]v1.ParamValue{}
+	for _, p := range manifest.Spec.Params {
+		params[p.Name] = p.Value
+	}
+	if got := params["IMAGES"].ArrayVal; !slices.Equal(got, wantImages) {
+		t.Errorf("manifest TaskRun param IMAGES = %q, want each build's IMAGE_REF %q", got, wantImages)
+	}
+	if got, want := params["SOURCE_COMMITS"].StringVal, strings.Join(commits, " "); got != want {
+		t.Errorf("manifest TaskRun param SOURCE_COMMITS = %q, want %q", got, want)
+	}
+	if got := params["IMAGE"].StringVal; got != c.cfg.Example.Image {
+		t.Errorf("manifest TaskRun param IMAGE = %q, want %q", got, c.cfg.Example.Image)
+	}
+
+	mpod := r.waitPod(t, manifest)
+	checkSecurity(t, c, mpod, "step-manifest")
+	index := fakeDigest("index")
+	imagesResult := c.cfg.Example.Image + "@" + index + "\n" + strings.Join(wantImages, "\n")
+	r.finish(t, mpod, map[string]stepOutcome{
+		"step-manifest": {results: map[string]string{"IMAGE_URL": c.cfg.Example.Image, "IMAGE_DIGEST": index, "IMAGES": imagesResult}},
+	})
+
+	pr := r.waitDone(t)
+	if cond := pr.Status.GetCondition(apis.ConditionSucceeded); !succeeded(cond) {
+		t.Fatalf("PipelineRun %s: %s", r.name, condition(cond))
+	}
+	got := map[string]string{}
+	for _, res := range pr.Status.Results {
+		got[res.Name] = res.Value.StringVal
+	}
+	v := buildValues(c, archs(c)[0])
+	want := map[string]string{
+		"IMAGE_URL":         c.cfg.Example.Image,
+		"IMAGE_DIGEST":      index,
+		"IMAGES":            imagesResult,
+		"CHAINS-GIT_URL":    v.url,
+		"CHAINS-GIT_COMMIT": v.commit,
+	}
+	if !mapsEqual(got, want) {
+		t.Errorf("PipelineRun results:\n got %v\nwant %v", got, want)
+	}
+	t.Logf("PipelineRun %s: %s; results %v", r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)), got)
+}
+
+// checkBuildPod is what the issue asks of each build pod: on its
+// architecture's node through the real scheduler, the fuse limit, the
+// AppArmor profile, nothing privileged, clone and build in one pod, and the
+// params where the step scripts read them.
+func checkBuildPod(t *testing.T, c catalog, pod *corev1.Pod, arch string) {
+	t.Helper()
+	if want := fuseNode(arch); pod.Spec.NodeName != want {
+		t.Errorf("build-%s pod %s scheduled on %q, want %q (the %s node with %s)", arch, pod.Name, pod.Spec.NodeName, want, arch, fuseResource)
+	}
+	if got := pod.Spec.NodeSelector["kubernetes.io/arch"]; got != arch {
+		t.Errorf("build-%s pod nodeSelector kubernetes.io/arch = %q, want %q", arch, got, arch)
+	}
+	var names []string
+	for _, ctr := range pod.Spec.Containers {
+		names = append(names, ctr.Name)
+	}
+	if want := []string{"step-clone", "step-build"}; !slices.Equal(names, want) {
+		t.Errorf("build-%s pod containers %v, want %v (clone and build in one pod)", arch, names, want)
+	}
+	build := container(pod, "step-build")
+	if build == nil {
+		return
+	}
+	if q, ok := build.Resources.Limits[corev1.ResourceName(fuseResource)]; !ok || q.String() != "1" {
+		t.Errorf("build-%s step-build limits %v, want %s: 1", arch, build.Resources.Limits, fuseResource)
+	}
+	checkSecurity(t, c, pod, "step-build")
+	if pod.Spec.ServiceAccountName != c.cfg.Example.ServiceAccount {
+		t.Errorf("build-%s pod serviceAccountName %q, want %q", arch, pod.Spec.ServiceAccountName, c.cfg.Example.ServiceAccount)
+	}
+	for _, e := range []struct{ ctr, name, want string }{
+		{"step-clone", "GIT_URL", c.cfg.Example.GitURL},
+		{"step-clone", "GIT_REF", c.cfg.Example.GitRef},
+		{"step-build", "IMAGE", c.cfg.Example.Image},
+		{"step-build", "PLATFORM", "linux/" + arch},
+		{"step-build", "TAG_SUFFIX", "-" + arch},
+		{"step-build", "ALLOW_EMULATION", "false"},
+	} {
+		if got := envOf(pod, e.ctr, e.name); got != e.want {
+			t.Errorf("build-%s %s env %s = %q, want %q", arch, e.ctr, e.name, got, e.want)
+		}
+	}
+}
+
+// checkSecurity: the AppArmor profile on container as the configuration's
+// mode asks for it, and no privileged container in the pod.
+func checkSecurity(t *testing.T, c catalog, pod *corev1.Pod, ctrName string) {
+	t.Helper()
+	for _, ctr := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		if sc := ctr.SecurityContext; sc != nil && sc.Privileged != nil && *sc.Privileged {
+			t.Errorf("pod %s: container %s is privileged", pod.Name, ctr.Name)
+		}
+	}
+	ctr := container(pod, ctrName)
+	if ctr == nil {
+		t.Errorf("pod %s has no container %s", pod.Name, ctrName)
+		return
+	}
+	profile := c.cfg.AppArmor.Profile
+	var field string
+	if sc := ctr.SecurityContext; sc != nil && sc.AppArmorProfile != nil {
+		field = string(sc.AppArmorProfile.Type)
+		if sc.AppArmorProfile.LocalhostProfile != nil {
+			field += "/" + *sc.AppArmorProfile.LocalhostProfile
+		}
+	}
+	annKey := corev1.DeprecatedAppArmorBetaContainerAnnotationKeyPrefix + ctrName
+	ann := pod.Annotations[annKey]
+	wantField := string(corev1.AppArmorProfileTypeLocalhost) + "/" + profile
+	switch c.cfg.AppArmor.Mode {
+	case config.AppArmorField:
+		if field != wantField {
+			t.Errorf("pod %s %s: securityContext.appArmorProfile %q, want %q", pod.Name, ctrName, field, wantField)
+		}
+		if ann != "" {
+			t.Errorf("pod %s: annotation %s=%q in field mode", pod.Name, annKey, ann)
+		}
+	case config.AppArmorAnnotation:
+		if want := "localhost/" + profile; ann != want {
+			t.Errorf("pod %s: annotation %s = %q, want %q", pod.Name, annKey, ann, want)
+		}
+		// The API server copies a container's annotation to its field, so
+		// this also shows the annotation names a container the pod has.
+		if field != wantField {
+			t.Errorf("pod %s %s: securityContext.appArmorProfile %q after the API server's annotation sync, want %q", pod.Name, ctrName, field, wantField)
+		}
+	}
+}
+
+func container(pod *corev1.Pod, name string) *corev1.Container {
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == name {
+			return &pod.Spec.Containers[i]
+		}
+	}
+	return nil
+}
+
+func envOf(pod *corev1.Pod, ctrName, name string) string {
+	if ctr := container(pod, ctrName); ctr != nil {
+		for _, e := range ctr.Env {
+			if e.Name == name {
+				return e.Value
+			}
+		}
+	}
+	return ""
+}
+
+func taskRunResults(tr *v1.TaskRun) map[string]string {
+	m := map[string]string{}
+	for _, r := range tr.Status.Results {
+		m[r.Name] = r.Value.StringVal
+	}
+	return m
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// arm64Fails: the arm64 build step exits 1 while amd64 is still running,
+// then amd64 succeeds; the PipelineRun must fail and never start the
+// manifest task.
+func (s *stack) arm64Fails(t *testing.T, c catalog) {
+	r := s.create(t, c, "examples/pipelinerun.yaml")
+	builds := r.waitTaskRuns(t, buildTasks(c)...)
+	pods := map[string]*corev1.Pod{}
+	for _, arch := range archs(c) {
+		pods[arch] = r.waitPod(t, builds["build-"+arch])
+	}
+	v := buildValues(c, "arm64")
+	r.finish(t, pods["arm64"], map[string]stepOutcome{
+		"step-clone": {results: map[string]string{"COMMIT": v.commit, "URL": v.url}},
+		"step-build": {exitCode: 1},
+	})
+	tr := r.waitTaskRunDone(t, builds["build-arm64"].Name)
+	cond := tr.Status.GetCondition(apis.ConditionSucceeded)
+	if !failed(cond) {
+		t.Fatalf("TaskRun build-arm64 with step-build exiting 1: %s, want failed", condition(cond))
+	}
+	if !strings.Contains(cond.Message, `"step-build" exited with code 1`) {
+		t.Errorf("TaskRun build-arm64 failure message %q does not name the failing step", cond.Message)
+	}
+	t.Logf("TaskRun build-arm64: %s", condition(cond))
+
+	for _, arch := range archs(c) {
+		if arch == "arm64" {
+			continue
+		}
+		v := buildValues(c, arch)
+		r.finish(t, pods[arch], map[string]stepOutcome{
+			"step-clone": {results: map[string]string{"COMMIT": v.commit, "URL": v.url}},
+			"step-build": {results: map[string]string{"IMAGE_URL": v.tagged, "IMAGE_DIGEST": v.digest, "IMAGE_REF": v.ref}},
+		})
+	}
+	pr := r.waitDone(t)
+	prCond := pr.Status.GetCondition(apis.ConditionSucceeded)
+	if !failed(prCond) {
+		t.Fatalf("PipelineRun %s after build-arm64 failed: %s, want failed", r.name, condition(prCond))
+	}
+	t.Logf("PipelineRun %s: %s", r.name, condition(prCond))
+	trs, err := r.taskRuns(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := trs["manifest"]; ok {
+		t.Errorf("a manifest TaskRun was created although build-arm64 failed")
+	}
+	for _, ref := range pr.Status.ChildReferences {
+		if ref.PipelineTaskName == "manifest" {
+			t.Errorf("PipelineRun childReferences include manifest (%s)", ref.Name)
+		}
+	}
+	var skipped []string
+	for _, sk := range pr.Status.SkippedTasks {
+		skipped = append(skipped, sk.Name+" ("+string(sk.Reason)+")")
+	}
+	t.Logf("skippedTasks: %v", skipped)
+}
+
+// typoAPIServer: a misspelt field is refused by the API server itself,
+// from the CRD's structural schema, through kubectl's strict field
+// validation.
+func (s *stack) typoAPIServer(t *testing.T, c catalog) {
+	f := variantFile(t, c, func(pr map[string]any) {
+		spec := pr["spec"].(map[string]any)
+		spec["taskRunSpec"] = spec["taskRunSpecs"]
+		delete(spec, "taskRunSpecs")
+	})
+	out, err := s.kubectl(t, c.dir, "create", "-f", f)
+	t.Logf("$ kubectl create -f <examples/pipelinerun.yaml with taskRunSpecs misspelt taskRunSpec>\n%s", out)
+	if err == nil {
+		t.Fatalf("the API server accepted a PipelineRun with spec.taskRunSpec")
+	}
+	if !strings.Contains(out, `unknown field "spec.taskRunSpec"`) {
+		t.Errorf("kubectl create failed, but not on the unknown field:\n%s", out)
+	}
+}
+
+// typoController: a misspelt pipeline task name passes the API server (any
+// string is valid there) and offline validation, and the controller fails
+// the run before creating any TaskRun.
+func (s *stack) typoController(t *testing.T, c catalog) {
+	f := variantFile(t, c, func(pr map[string]any) {
+		specs := pr["spec"].(map[string]any)["taskRunSpecs"].([]any)
+		last := specs[len(specs)-1].(map[string]any)
+		last["pipelineTaskName"] = "build-arm46"
+	})
+	r := s.create(t, c, f)
+	pr := r.waitDone(t)
+	cond := pr.Status.GetCondition(apis.ConditionSucceeded)
+	t.Logf("PipelineRun %s with taskRunSpecs naming build-arm46: %s", r.name, condition(cond))
+	if !failed(cond) || cond.Reason != v1.PipelineRunReasonInvalidTaskRunSpec.String() {
+		t.Errorf("want failed with reason %s, got %s", v1.PipelineRunReasonInvalidTaskRunSpec, condition(cond))
+	}
+	if cond != nil && !strings.Contains(cond.Message, "build-arm46") {
+		t.Errorf("the controller's message does not name the typo: %q", cond.Message)
+	}
+	if trs, err := r.taskRuns(context.Background()); err != nil {
+		t.Fatal(err)
+	} else if len(trs) != 0 {
+		t.Errorf("TaskRuns created for an invalid PipelineRun: %v", mapKeys(trs))
+	}
+}
+
+// withoutTaskRunSpecs documents what the per-arch taskRunSpecs are for.
+// With the arm64 build node unavailable (cordoned), the example run's
+// build-arm64 waits, unschedulable; the same run without taskRunSpecs has no
+// arch constraint, and the scheduler puts build-arm64 on the amd64 node,
+// where the build's arch guard would refuse to build (the real-build test
+// checks that guard).
+func (s *stack) withoutTaskRunSpecs(t *testing.T, c catalog) {
+	ctx := context.Background()
+	arm := fuseNode("arm64")
+	cordon := func(on bool) {
+		patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on)
+		if _, err := s.kube.CoreV1().Nodes().Patch(ctx, arm, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatalf("cordon=%v %s: %v", on, arm, err)
+		}
+	}
+	cordon(true)
+	t.Cleanup(func() { cordon(false) })
+
+	pinned := s.create(t, c, "examples/pipelinerun.yaml")
+	free := s.create(t, c, variantFile(t, c, func(pr map[string]any) {
+		delete(pr["spec"].(map[string]any), "taskRunSpecs")
+	}))
+	defer func() {
+		for _, r := range []*prRun{pinned, free} {
+			patch := []byte(`{"spec":{"status":"Cancelled"}}`)
+			if _, err := s.tekton.TektonV1().PipelineRuns(c.ns()).Patch(ctx, r.name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				t.Errorf("cancel %s: %v", r.name, err)
+			}
+		}
+	}()
+
+	pinnedTRs := pinned.waitTaskRuns(t, buildTasks(c)...)
+	s.waitFor(t, "the pinned build-arm64 pod to be found unschedulable", 60*time.Second, func(ctx context.Context) (bool, error) {
+		pods, err := s.kube.CoreV1().Pods(c.ns()).List(ctx, metav1.ListOptions{LabelSelector: pipeline.TaskRunLabelKey + "=" + pinnedTRs["build-arm64"].Name})
+		if err != nil || len(pods.Items) != 1 {
+			return false, err
+		}
+		p := &pods.Items[0]
+		if p.Spec.NodeName != "" {
+			return false, fmt.Errorf("pinned build-arm64 pod bound to %s although %s is cordoned", p.Spec.NodeName, arm)
+		}
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable {
+				t.Logf("with taskRunSpecs, %s cordoned: build-arm64 pod %s stays Pending: %s", arm, p.Name, cond.Message)
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("pod %s: %s", p.Name, podScheduledMessage(p))
+	})
+
+	freeTRs := free.waitTaskRuns(t, buildTasks(c)...)
+	for _, arch := range archs(c) {
+		pod := free.waitPod(t, freeTRs["build-"+arch])
+		if sel, ok := pod.Spec.NodeSelector["kubernetes.io/arch"]; ok {
+			t.Errorf("without taskRunSpecs, build-%s pod still has nodeSelector kubernetes.io/arch=%s", arch, sel)
+		}
+		node, err := s.kube.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("without taskRunSpecs: build-%s (PLATFORM=%s) scheduled on %s (kubernetes.io/arch=%s)",
+			arch, envOf(pod, "step-build", "PLATFORM"), node.Name, node.Labels["kubernetes.io/arch"])
+		if arch == "arm64" && node.Labels["kubernetes.io/arch"] != "amd64" {
+			t.Errorf("without taskRunSpecs and the arm64 node cordoned, build-arm64 landed on %s (%s); want the amd64 fuse node",
+				node.Name, node.Labels["kubernetes.io/arch"])
+		}
+	}
+}
