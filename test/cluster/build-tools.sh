@@ -2,8 +2,8 @@
 # Builds the cluster test's binaries (etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl, the Tekton controller, kwok) from the wrapper modules in
 # tools/, into a cache directory outside the repo keyed by those modules' go.mod,
-# go.sum and sources. A cold build takes about 10 minutes on 2 cores (measured 551 s), so an existing
-# directory for the current key is reused as is.
+# go.sum and sources. A cold build takes about 10 minutes on 2 cores (measured
+# 551 s), so an existing directory for the current key is reused as is.
 #
 #   build-tools.sh           build if needed; print the binary directory on stdout
 #   build-tools.sh --dir     print the directory for the current key; build nothing
