@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -178,6 +179,17 @@ func TestBuildPods(t *testing.T) {
 				}
 				if v := baselineViolations(p); v != "" {
 					t.Errorf("%s: the build pod is not admitted under Pod Security baseline: %s", a.Platform(), v)
+				}
+				// The layer cache: on as configured, its repository derived
+				// from IMAGE with this architecture's suffix.
+				buildEnv := map[string]string{}
+				for _, e := range build.Env {
+					buildEnv[e.Name] = e.Value
+				}
+				for k, want := range map[string]string{"CACHE": strconv.FormatBool(cfg.Build.Cache), "CACHE_REPO": "", "TAG_SUFFIX": "-" + a.ID()} {
+					if got, ok := buildEnv[k]; !ok || got != want {
+						t.Errorf("%s: step-build env %s = %q (set: %v), want %q", a.Platform(), k, got, ok, want)
+					}
 				}
 			}
 

@@ -91,6 +91,9 @@ type Build struct {
 	StorageDriver  string `json:"storageDriver"`
 	EmptyDirMedium string `json:"emptyDirMedium"`
 	PushRetries    int    `json:"pushRetries"`
+	// Cache is the default of the build's CACHE param: buildah's layer cache
+	// in the registry, one repository per architecture.
+	Cache bool `json:"cache"`
 }
 
 // AppArmor names the profile the build step runs under and how it is requested.

@@ -17,7 +17,7 @@ func TestDefault(t *testing.T) {
 	if diff := cmp.Diff([]string{"linux/amd64", "linux/arm64"}, got); diff != "" {
 		t.Errorf("default platforms (-want +got):\n%s", diff)
 	}
-	if c.AppArmor.Mode != AppArmorField || c.Build.StorageDriver != "overlay" || c.Build.FuseResource != "github.com/fuse" {
+	if c.AppArmor.Mode != AppArmorField || c.Build.StorageDriver != "overlay" || c.Build.FuseResource != "github.com/fuse" || c.Build.Cache {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
 }
@@ -41,6 +41,13 @@ apparmor: {mode: annotation}
 	}
 	if c.Images != Default().Images {
 		t.Errorf("images changed though not given: %+v", c.Images)
+	}
+	c, err = Parse([]byte("build: {cache: true}"), "my.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Default().Build; !c.Build.Cache || c.Build.StorageDriver != want.StorageDriver || c.Build.PushRetries != want.PushRetries {
+		t.Errorf("build = %+v, want cache on and the rest of the default %+v", c.Build, want)
 	}
 }
 
@@ -75,6 +82,9 @@ func TestParseRejects(t *testing.T) {
 		{"storage driver", "build: {storageDriver: btrfs}", "build.storageDriver", "use overlay (fuse-overlayfs) or vfs"},
 		{"medium", "build: {emptyDirMedium: HugePages}", "build.emptyDirMedium", "Memory"},
 		{"retries", "build: {pushRetries: 99}", "build.pushRetries", "0 to 10"},
+		{"cache as a string", `build: {cache: "true"}`, "build.cache", "wrong type: got string, want bool"},
+		{"cache as a number", "build: {cache: 1}", "build.cache", "wrong type: got number, want bool"},
+		{"cache misspelt", "build: {layerCache: true}", "build.layerCache", "unknown field"},
 		{"profile", "apparmor: {profile: 'my profile'}", "apparmor.profile", "not a usable profile name"},
 		{"mode", "apparmor: {mode: seccomp}", "apparmor.mode", "use field (Kubernetes >= 1.30) or annotation"},
 		{"version", "catalog: {version: v1}", "catalog.version", "MAJOR.MINOR"},

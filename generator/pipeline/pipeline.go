@@ -5,6 +5,7 @@
 package pipeline
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
@@ -81,6 +82,9 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 				{Name: "TLS_VERIFY", Value: str(param("TLS_VERIFY"))},
 				{Name: "GIT_URL", Value: str(param("GIT_URL"))},
 				{Name: "GIT_REF", Value: str(param("GIT_REF"))},
+				// The Task appends TAG_SUFFIX to the cache repository too: one per architecture.
+				{Name: "CACHE", Value: str(param("CACHE"))},
+				{Name: "CACHE_REPO", Value: str(param("CACHE_REPO"))},
 			},
 			Workspaces: bind(tasks.WorkspaceDockerConfig, tasks.WorkspaceGitCredentials),
 		})
@@ -130,6 +134,10 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 				},
 				stringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
 				stringParam("ALLOW_EMULATION", "\"true\" lets a build run on a node of another architecture (QEMU). Keep false with per-arch taskRunSpecs.", ptr("false")),
+				stringParam("CACHE", "\"true\": each build uses a layer cache in the registry (buildah --layers --cache-from/--cache-to), one repository per architecture. "+
+					"A cache that cannot be reached or written is warned about, never fatal.", ptr(strconv.FormatBool(cfg.Build.Cache))),
+				stringParam("CACHE_REPO", "Repository of the layer cache, without tag; each build appends -<arch>. "+
+					"Empty: IMAGE's repository + -cache, e.g. registry.example.com/me/app-cache-arm64.", ptr("")),
 			},
 			Workspaces: workspaces,
 			Tasks:      pts,
@@ -157,6 +165,9 @@ type RunOptions struct {
 	// ServiceAccount, if set, runs every TaskRun.
 	ServiceAccount string
 	Architectures  []config.Architecture
+	// Cache, if true, passes CACHE "true" (the layer cache); otherwise the
+	// Pipeline's default decides.
+	Cache bool
 }
 
 // ExampleRunOptions is the example configuration's run.
@@ -170,6 +181,7 @@ func ExampleRunOptions(cfg *config.Config) RunOptions {
 		RegistrySecret: cfg.Example.RegistrySecret,
 		ServiceAccount: cfg.Example.ServiceAccount,
 		Architectures:  cfg.Architectures,
+		Cache:          cfg.Build.Cache,
 	}
 }
 
@@ -188,6 +200,9 @@ func PipelineRun(o RunOptions) *v1.PipelineRun {
 				{Name: "IMAGE", Value: str(o.Image)},
 			},
 		},
+	}
+	if o.Cache {
+		pr.Spec.Params = append(pr.Spec.Params, v1.Param{Name: "CACHE", Value: str("true")})
 	}
 	if o.RegistrySecret != "" {
 		pr.Spec.Workspaces = []v1.WorkspaceBinding{{

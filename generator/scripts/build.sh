@@ -11,6 +11,10 @@
 #   TLS_VERIFY            "true" or "false"
 #   STORAGE_DRIVER        overlay (fuse-overlayfs, needs /dev/fuse) or vfs
 #   PUSH_RETRIES          how many times buildah retries the push
+#   CACHE                 "true": a layer cache in the registry (buildah bud
+#                         --layers --cache-from/--cache-to); its failures only warn
+#   CACHE_REPO            the cache's repository, TAG_SUFFIX appended; empty:
+#                         IMAGE's repository + "-cache"
 #   SOURCE_ROOT, SOURCE_LINK   where the clone step left the checkout
 #   DOCKERCONFIG_BOUND, DOCKERCONFIG_PATH   registry credentials workspace
 #   RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF   result files
@@ -58,6 +62,8 @@ TLS_VERIFY=${TLS_VERIFY:-true}
 ALLOW_EMULATION=${ALLOW_EMULATION:-false}
 STORAGE_DRIVER=${STORAGE_DRIVER:-overlay}
 PUSH_RETRIES=${PUSH_RETRIES:-3}
+CACHE=${CACHE:-false}
+CACHE_REPO=${CACHE_REPO:-}
 DOCKERFILE=${DOCKERFILE:-./Dockerfile}
 CONTEXT=${CONTEXT:-.}
 FUSE_OVERLAYFS=${FUSE_OVERLAYFS:-/usr/bin/fuse-overlayfs}
@@ -67,6 +73,7 @@ SOURCE_LINK=${SOURCE_LINK:-checkout}
 
 is_bool TLS_VERIFY "$TLS_VERIFY"
 is_bool ALLOW_EMULATION "$ALLOW_EMULATION"
+is_bool CACHE "$CACHE"
 case "$PUSH_RETRIES" in
 '' | *[!0-9]*) die "PUSH_RETRIES must be a whole number, not '$PUSH_RETRIES'" ;;
 esac
@@ -91,6 +98,30 @@ repo=$push_ref
 case "${push_ref##*/}" in
 *:*) repo=${push_ref%:*} ;;
 esac
+
+# The layer cache's repository: one per architecture (TAG_SUFFIX appended, as
+# to the tag), never the image's own, whose tags it would bury under cache keys.
+cache_repo=
+if [ "$CACHE" = true ]; then
+	if [ -n "$CACHE_REPO" ]; then
+		case "$CACHE_REPO" in
+		-* | *[[:space:]]* | *@*) die "CACHE_REPO '$CACHE_REPO' is not a repository: give one without tag or digest, e.g. registry.example.com/me/app-cache" ;;
+		esac
+		case "${CACHE_REPO##*/}" in
+		*:*) die "CACHE_REPO '$CACHE_REPO' has a tag: give the repository alone (buildah tags each cached layer with its cache key)" ;;
+		esac
+		cache_repo=$CACHE_REPO$TAG_SUFFIX
+	else
+		image_repo=$IMAGE
+		case "${IMAGE##*/}" in
+		*:*) image_repo=${IMAGE%:*} ;;
+		esac
+		cache_repo=$image_repo-cache$TAG_SUFFIX
+	fi
+	[ "$cache_repo" != "$repo" ] || die "the layer cache would go to $repo, the image's own repository: give CACHE_REPO another one, e.g. $repo-cache"
+elif [ -n "$CACHE_REPO" ]; then
+	echo "note: CACHE is false: CACHE_REPO '$CACHE_REPO' is not used"
+fi
 
 # The target platform, and the arch guard: building for another architecture
 # than the node's would need QEMU emulation (slow, or "exec format error"
@@ -127,14 +158,16 @@ overlay)
 vfs) ;;
 *) die "STORAGE_DRIVER '$STORAGE_DRIVER' is not supported: use overlay or vfs" ;;
 esac
+# bah is buildah on this step's storage; under timeout(1) while bah_timeout
+# holds a number of seconds.
+bah_timeout=
 bah() {
 	if [ "$STORAGE_DRIVER" = overlay ]; then
-		buildah ${CONTAINERS_ROOT:+--root "$CONTAINERS_ROOT"} ${CONTAINERS_RUNROOT:+--runroot "$CONTAINERS_RUNROOT"} \
-			--storage-driver overlay --storage-opt "overlay.mount_program=$FUSE_OVERLAYFS" "$@"
+		set -- --storage-driver overlay --storage-opt "overlay.mount_program=$FUSE_OVERLAYFS" "$@"
 	else
-		buildah ${CONTAINERS_ROOT:+--root "$CONTAINERS_ROOT"} ${CONTAINERS_RUNROOT:+--runroot "$CONTAINERS_RUNROOT"} \
-			--storage-driver vfs "$@"
+		set -- --storage-driver vfs "$@"
 	fi
+	${bah_timeout:+timeout "$bah_timeout"} buildah ${CONTAINERS_ROOT:+--root "$CONTAINERS_ROOT"} ${CONTAINERS_RUNROOT:+--runroot "$CONTAINERS_RUNROOT"} "$@"
 }
 
 # Registry credentials, from a kubernetes.io/dockerconfigjson Secret or a
@@ -174,9 +207,57 @@ if [ ! -f "$DOCKERFILE" ]; then
 	die "DOCKERFILE '$DOCKERFILE' does not exist in the repository at commit ${link_target##*/} (top level: $(find . -mindepth 1 -maxdepth 1 ! -name .git | sed 's|^\./||' | sort | tr '\n' ' '))"
 fi
 
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# The layer cache must never fail the build. buildah (1.28 as 1.40) skips a
+# cache it cannot pull from, after retries (1.28: 3 x 2 s, or hanging as long
+# as the registry does), but fails the build when it cannot push a layer to
+# it. So first check, within a bound, that this pod can push there at all:
+# an empty image to <cache repo>:cache-probe. Unreachable, refused or too
+# slow: warn and build without the cache.
+cache_probe() {
+	ctr=$(bah from --quiet scratch) || return 1
+	bah commit --quiet --rm "$ctr" localhost/tekton-multiarch-cache-probe || return 1
+	if command -v timeout >/dev/null 2>&1; then
+		bah_timeout=$cache_probe_timeout
+	fi
+	rc=0
+	bah push --retry 1 --retry-delay 500ms --tls-verify="$TLS_VERIFY" localhost/tekton-multiarch-cache-probe "docker://$cache_repo:cache-probe" || rc=$?
+	bah_timeout=
+	bah rmi localhost/tekton-multiarch-cache-probe || true
+	[ "$rc" != 124 ] || echo "Error: no answer from the registry within $cache_probe_timeout s"
+	return "$rc"
+}
+cache_probe_timeout=30
+if [ -n "$cache_repo" ]; then
+	if cache_probe >"$tmp/probe.log" 2>&1; then
+		echo "layer cache: $cache_repo (buildah bud --layers --cache-from/--cache-to)"
+	else
+		reason=$(grep -i 'error' "$tmp/probe.log" | tail -n 1) || reason=$(tail -n 1 "$tmp/probe.log")
+		echo "warning: cannot push to the layer cache $cache_repo, building without it: $reason"
+		cache_repo=
+	fi
+fi
+
+build() {
+	bah bud --platform "$PLATFORM" --tls-verify="$TLS_VERIFY" --file "$DOCKERFILE" --tag "$push_ref" "$@"
+}
 echo "building $push_ref for $PLATFORM on a linux/$node node (storage: $STORAGE_DRIVER)"
-bah bud --platform "$PLATFORM" --tls-verify="$TLS_VERIFY" --file "$DOCKERFILE" --tag "$push_ref" "$@" "$CONTEXT" ||
-	die "buildah bud failed for $PLATFORM (its output is above)"
+if [ -z "$cache_repo" ]; then
+	build "$@" "$CONTEXT" || die "buildah bud failed for $PLATFORM (its output is above)"
+else
+	# The registry can still fail a cache push mid-build (buildah: "failed
+	# pushing cache to ..."). Then build again without the cache: --layers
+	# reuses every layer the first attempt committed to this pod's storage.
+	echo 0 >"$tmp/bud.status"
+	{ build --layers --cache-from "$cache_repo" --cache-to "$cache_repo" "$@" "$CONTEXT" 2>&1 || echo "$?" >"$tmp/bud.status"; } | tee "$tmp/bud.log"
+	if [ "$(cat "$tmp/bud.status")" != 0 ]; then
+		grep -Eiq '^error.*cache' "$tmp/bud.log" || die "buildah bud failed for $PLATFORM (its output is above)"
+		echo "warning: the layer cache $cache_repo failed during the build (above): building again without it, from the layers this pod has"
+		build --layers "$@" "$CONTEXT" || die "buildah bud failed for $PLATFORM (its output is above)"
+	fi
+fi
 
 # After the build: the image config must say the target architecture.
 built=$(bah inspect --type image --format '{{.OCIv1.OS}}/{{.OCIv1.Architecture}}/{{.OCIv1.Variant}}' "$push_ref")
@@ -190,8 +271,7 @@ norm() {
 	die "built image is $(norm "$built"), not $PLATFORM: refusing to push an image of the wrong architecture"
 built=$(norm "$built")
 
-digestfile=$(mktemp)
-trap 'rm -f "$digestfile"' EXIT
+digestfile=$tmp/digest
 echo "pushing $push_ref (up to $PUSH_RETRIES retries)"
 bah push --retry "$PUSH_RETRIES" --digestfile "$digestfile" --tls-verify="$TLS_VERIFY" "$push_ref" "docker://$push_ref" ||
 	die "pushing $push_ref failed after $PUSH_RETRIES retries: check that the registry is reachable from this node, TLS_VERIFY, and the credentials in the dockerconfig workspace"

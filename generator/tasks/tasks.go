@@ -261,6 +261,10 @@ func Build(cfg *config.Config) *v1.Task {
 			}, gitParams("main")...),
 				stringParam("STORAGE_DRIVER", "buildah storage driver: overlay (fuse-overlayfs, needs /dev/fuse) or vfs.", ptr(storage)),
 				stringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(retries)),
+				stringParam("CACHE", "\"true\": build with a layer cache in the registry (buildah bud --layers --cache-from/--cache-to CACHE_REPO), so unchanged Dockerfile steps are not run again. "+
+					"A cache that cannot be reached or written is warned about and the build goes on without it.", ptr(strconv.FormatBool(cfg.Build.Cache))),
+				stringParam("CACHE_REPO", "Repository of the layer cache, without tag; TAG_SUFFIX is appended, so each architecture has its own. "+
+					"Empty: IMAGE's repository + -cache, e.g. registry.example.com/me/app-cache-arm64.", ptr("")),
 			),
 			Workspaces: []v1.WorkspaceDeclaration{dockerConfigWorkspace(), gitCredentialsWorkspace()},
 			Results: append([]v1.TaskResult{
@@ -293,6 +297,8 @@ func buildStep(cfg *config.Config) v1.Step {
 		env("TLS_VERIFY", param("TLS_VERIFY")),
 		env("STORAGE_DRIVER", param("STORAGE_DRIVER")),
 		env("PUSH_RETRIES", param("PUSH_RETRIES")),
+		env("CACHE", param("CACHE")),
+		env("CACHE_REPO", param("CACHE_REPO")),
 		env("SOURCE_ROOT", sourceRoot),
 		env("SOURCE_LINK", SourceLink),
 		env("RESULT_IMAGE_URL", resultPath("IMAGE_URL")),
