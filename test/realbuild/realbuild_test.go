@@ -145,6 +145,8 @@ func TestRealBuild(t *testing.T) {
 		}
 	})
 
+	t.Run("layer-cache", func(t *testing.T) { testLayerCache(ctx, t, w) })
+
 	t.Run("bad-input", func(t *testing.T) {
 		dead := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 		short := w.Fixture.Commit[:12]
@@ -175,6 +177,14 @@ func TestRealBuild(t *testing.T) {
 				name: "missing-dockerfile", req: build("DOCKERFILE", "./docker/Dockerfile.missing"), lastStep: "build",
 				want: []string{"error: DOCKERFILE './docker/Dockerfile.missing' does not exist in the repository at commit " + w.Fixture.Commit +
 					" (top level: Dockerfile Dockerfile.run NOTES bin go.mod main.go )"},
+			},
+			{
+				name: "cache-not-a-bool", req: build("CACHE", "yes"), lastStep: "build",
+				want: []string{"error: CACHE must be true or false, not 'yes'"},
+			},
+			{
+				name: "cache-repo-with-tag", req: build("CACHE", "true", "CACHE_REPO", w.Registry.Addr+"/cache:v1"), lastStep: "build",
+				want: []string{"error: CACHE_REPO '" + w.Registry.Addr + "/cache:v1' has a tag: give the repository alone"},
 			},
 			{
 				name: "wrong-git-ref", req: build("GIT_REF", "no-such-branch"), lastStep: "clone",

@@ -33,8 +33,11 @@ type World struct {
 	Registry *Registry
 	Git      *GitDaemon
 	Fixture  *Fixture
-	Work     string // TaskRun directories
-	self     string // this test binary: the git-sync stand-in
+	Work     string                 // TaskRun directories
+	self     string                 // this test binary: the git-sync stand-in
+	gitBase  string                 // what the git daemon serves
+	layers   map[int]*LayersFixture // by cost
+	busybox  string
 }
 
 // tools maps each binary the tests run to the Debian package that has it.
@@ -98,8 +101,9 @@ func NewWorld(tb testing.TB) *World {
 		}
 	})
 	w.Registry = StartRegistry(tb, filepath.Join(base, "registry"))
-	w.Fixture = MakeFixture(tb, filepath.Join(base, "git"))
-	w.Git = StartGitDaemon(tb, filepath.Join(base, "git"))
+	w.gitBase = filepath.Join(base, "git")
+	w.Fixture = MakeFixture(tb, w.gitBase)
+	w.Git = StartGitDaemon(tb, w.gitBase)
 	w.Fixture.URL = w.Git.URL(w.Fixture.Name)
 	w.Git.WaitReady(tb, w.Fixture.URL)
 	return w
