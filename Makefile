@@ -6,7 +6,7 @@ CACHE ?= $(or $(TEKTON_MULTIARCH_CACHE),$(HOME)/.cache/tekton-multiarch)
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: generate check-generated lint unit test bench
+.PHONY: generate check-generated lint unit test bench e2e-cluster
 
 ## generate: write tasks/, pipelines/ and examples/ from the embedded default configuration
 generate:
@@ -31,13 +31,20 @@ lint: $(STATICCHECK)
 unit:
 	$(GO) test ./generator/...
 
+## e2e-cluster: the catalog on a real API server with the real Tekton controller (as root;
+## builds its binaries into $(CACHE)/cluster-bin first: about 10 minutes cold, then cached)
+e2e-cluster:
+	test/cluster/build-tools.sh >/dev/null
+	$(GO) test -count=1 -v ./test/cluster/
+
 ## test: everything CI runs
 test: lint check-generated
-	$(GO) test ./...
+	$(GO) test $$($(GO) list ./... | grep -v /test/cluster)
+	$(MAKE) e2e-cluster
 
 ## bench: benchmarks, with ratios against the obvious alternatives
 bench:
 	$(GO) test ./generator/catalog -run '^$$' -bench . -benchtime 50x -count 3 | tee /tmp/tekton-multiarch-bench-generate.txt
 	@awk '/^BenchmarkRenderOrdered/{o+=$$3;no++} /^BenchmarkRenderSigsYAML/{s+=$$3;ns++} \
 		END{printf "render: ordered %.2f ms/op, sigs.k8s.io/yaml %.2f ms/op, ratio ordered/sigs = %.2f\n", o/no/1e6, s/ns/1e6, (o/no)/(s/ns)}' /tmp/tekton-multiarch-bench-generate.txt
-	$(GO) test -run '^$$' -bench BenchmarkTwoArch -benchtime 1x ./test/realbuild/
+	$(GO) test -run '^$$' -bench 'BenchmarkTwoArch|BenchmarkLayerCache' -benchtime 1x ./test/realbuild/

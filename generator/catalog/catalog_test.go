@@ -86,7 +86,7 @@ func TestTektonValidation(t *testing.T) {
 			}
 			var all validate.Objects
 			for _, p := range files.Paths() {
-				if !strings.HasSuffix(p, ".yaml") || strings.HasPrefix(p, "examples/cluster/") || strings.HasPrefix(p, "examples/triggers/") {
+				if !(strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yaml.sample")) || strings.HasPrefix(p, "examples/cluster/") || strings.HasPrefix(p, "examples/triggers/") {
 					continue
 				}
 				o, err := validate.Decode(p, files[p])

@@ -28,7 +28,7 @@ func TestGenerateThenCheck(t *testing.T) {
 	for _, p := range []string{
 		"tasks/git-sync/0.1/git-sync.yaml", "tasks/buildah-build/0.1/buildah-build.yaml",
 		"tasks/buildah-manifest/0.1/buildah-manifest.yaml", "pipelines/multiarch-build/0.1/multiarch-build.yaml",
-		"tasks/buildah-build/0.1/README.md", "tasks/buildah-build/0.1/samples/taskrun.yaml", "examples/pipelinerun.yaml",
+		"tasks/buildah-build/0.1/README.md", "tasks/buildah-build/0.1/samples/taskrun.yaml.sample", "examples/pipelinerun.yaml",
 		"examples/cluster/fuse-device-plugin.yaml", "examples/cluster/apparmor/containerized-buildah", "examples/cluster/README.md",
 	} {
 		if _, err := os.Stat(filepath.Join(out, p)); err != nil {

@@ -92,18 +92,22 @@ func Follow(ctx context.Context, c versioned.Interface, ns, name string, out io.
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		pr, err := c.TektonV1().PipelineRuns(ns).Get(ctx, name, metav1.GetOptions{})
+		if err := ctx.Err(); err != nil {
+			return Outcome{}, err
+		}
+		// API calls get their own deadline: client-go's rate limiter fails a
+		// call early when ctx's deadline is near, with an error that is not
+		// ctx's, and a timeout or Ctrl-C must read as such. ctx is checked
+		// between looks instead.
+		api, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		pr, err := c.TektonV1().PipelineRuns(ns).Get(api, name, metav1.GetOptions{})
 		if err != nil {
-			if ctx.Err() != nil {
-				return Outcome{}, ctx.Err()
-			}
+			cancel()
 			return Outcome{}, fmt.Errorf("reading PipelineRun %s: %w", name, err)
 		}
-		trs, err := c.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + name})
+		trs, err := c.TektonV1().TaskRuns(ns).List(api, metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + name})
+		cancel()
 		if err != nil {
-			if ctx.Err() != nil {
-				return Outcome{}, ctx.Err()
-			}
 			return Outcome{}, fmt.Errorf("listing TaskRuns of %s: %w", name, err)
 		}
 		items := trs.Items

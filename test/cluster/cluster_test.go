@@ -24,6 +24,7 @@ import (
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
 
+	gencatalog "github.com/tekton-multiarch/tekton-multiarch/generator/catalog"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
 )
 
@@ -59,6 +60,7 @@ func TestCluster(t *testing.T) {
 	t.Run("typo-rejected-by-api-server", func(t *testing.T) { s.typoAPIServer(t, committed) })
 	t.Run("typo-rejected-by-controller", func(t *testing.T) { s.typoController(t, committed) })
 	t.Run("without-taskRunSpecs", func(t *testing.T) { s.withoutTaskRunSpecs(t, committed) })
+	t.Run("start", func(t *testing.T) { s.startCommand(t, committed) })
 	t.Run("annotation-mode", func(t *testing.T) {
 		c := generateVariant(t, s.repo, "apparmor:\n  mode: annotation\nexample:\n  namespace: multiarch-builds-annotation\n")
 		if c.cfg.AppArmor.Mode != config.AppArmorAnnotation {
@@ -87,10 +89,12 @@ func (s *stack) install(t *testing.T, c catalog) {
 		}
 	}
 
-	out, err = s.kubectl(t, c.dir, "apply", "-R", "-f", "tasks/", "-f", "pipelines/")
-	t.Logf("$ kubectl apply -R -f tasks/ -f pipelines/\n%s", out)
+	// The README's install command (catalog.InstallCommand), as it stands.
+	install := strings.Fields(gencatalog.InstallCommand(c.cfg))[1:]
+	out, err = s.kubectl(t, c.dir, install...)
+	t.Logf("$ kubectl %s\n%s", strings.Join(install, " "), out)
 	if err != nil {
-		t.Errorf("the README's `kubectl apply -R -f tasks/ -f pipelines/` failed: %v", err)
+		t.Fatalf("the README's `kubectl %s` failed: %v", strings.Join(install, " "), err)
 	}
 
 	ctx := context.Background()
@@ -103,31 +107,8 @@ func (s *stack) install(t *testing.T, c catalog) {
 	if _, err := s.tekton.TektonV1().Pipelines(c.ns()).Get(ctx, "multiarch-build", metav1.GetOptions{}); err != nil {
 		missing = append(missing, "Pipeline multiarch-build")
 	}
-	if len(missing) == 0 {
-		return
-	}
-	where := ""
-	if tasks, err := s.tekton.TektonV1().Tasks("").List(ctx, metav1.ListOptions{}); err == nil {
-		for _, task := range tasks.Items {
-			where += fmt.Sprintf(" %s/%s", task.Namespace, task.Name)
-		}
-	}
-	// Show what a user following the README gets at this point.
-	r := s.create(t, c, "examples/pipelinerun.yaml")
-	pr := r.waitDone(t)
-	t.Errorf("after the README's install, %s are not in namespace %q, where examples/pipelinerun.yaml runs; "+
-		"Tasks on the cluster:%s; the example PipelineRun %s: %s",
-		strings.Join(missing, ", "), c.ns(), where, r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
-	// Reported above; install them where the example runs so the remaining
-	// subtests can still check what the catalog does on a cluster.
-	files, _ := filepath.Glob(filepath.Join(c.dir, "tasks", "*", "*", "*.yaml"))
-	more, _ := filepath.Glob(filepath.Join(c.dir, "pipelines", "*", "*", "*.yaml"))
-	args := []string{"-n", c.ns(), "apply"}
-	for _, f := range append(files, more...) {
-		args = append(args, "-f", f)
-	}
-	if out, err := s.kubectl(t, c.dir, args...); err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	if len(missing) > 0 {
+		t.Fatalf("after the README's install, %s are not in namespace %q, where examples/pipelinerun.yaml runs", strings.Join(missing, ", "), c.ns())
 	}
 }
 
@@ -391,7 +372,13 @@ func fuseNode(arch string) string {
 // results, check the manifest TaskRun got them, complete it and check the
 // PipelineRun's results.
 func (s *stack) runToSuccess(t *testing.T, c catalog) {
-	r := s.create(t, c, "examples/pipelinerun.yaml")
+	s.driveToSuccess(t, s.create(t, c, "examples/pipelinerun.yaml"))
+}
+
+// driveToSuccess does the checks of runToSuccess on a PipelineRun however it
+// was created (kubectl, or the start command).
+func (s *stack) driveToSuccess(t *testing.T, r *prRun) {
+	c := r.c
 	builds := r.waitTaskRuns(t, buildTasks(c)...)
 
 	pods := map[string]*corev1.Pod{}
@@ -632,7 +619,13 @@ func mapKeys[V any](m map[string]V) []string {
 // then amd64 succeeds; the PipelineRun must fail and never start the
 // manifest task.
 func (s *stack) arm64Fails(t *testing.T, c catalog) {
-	r := s.create(t, c, "examples/pipelinerun.yaml")
+	s.driveArm64Failure(t, s.create(t, c, "examples/pipelinerun.yaml"))
+}
+
+// driveArm64Failure fails the arm64 build of a PipelineRun however it was
+// created and checks the run fails without a manifest.
+func (s *stack) driveArm64Failure(t *testing.T, r *prRun) {
+	c := r.c
 	builds := r.waitTaskRuns(t, buildTasks(c)...)
 	pods := map[string]*corev1.Pod{}
 	for _, arch := range archs(c) {
