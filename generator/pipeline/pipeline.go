@@ -37,14 +37,6 @@ func taskResult(task, result string) string {
 
 func str(s string) v1.ParamValue { return *v1.NewStructuredValues(s) }
 
-func stringParam(name, description string, def *string) v1.ParamSpec {
-	p := v1.ParamSpec{Name: name, Type: v1.ParamTypeString, Description: description}
-	if def != nil {
-		p.Default = v1.NewStructuredValues(*def)
-	}
-	return p
-}
-
 func ptr[T any](v T) *T { return &v }
 
 // Pipeline builds one pipeline task per configured architecture, all in
@@ -123,20 +115,20 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 			Description: "Builds an image natively on a node of each architecture (" + tasks.Platforms(cfg) + "), in parallel, " +
 				"then pushes one multi-arch index of them. Pin each build-<arch> task to its architecture with the PipelineRun's taskRunSpecs.",
 			Params: v1.ParamSpecs{
-				stringParam("GIT_URL", "Repository to clone.", nil),
-				stringParam("GIT_REF", "Branch, tag or full 40-character commit SHA to build.", ptr("main")),
-				stringParam("IMAGE", "The multi-arch tag to push, e.g. registry.example.com/me/app:v1; each architecture goes to <tag>-<arch>.", nil),
-				stringParam("DOCKERFILE", "Path of the Dockerfile, relative to the repository root.", ptr("./Dockerfile")),
-				stringParam("CONTEXT", "Build context, relative to the repository root.", ptr(".")),
+				tasks.StringParam("GIT_URL", "Repository to clone.", nil),
+				tasks.StringParam("GIT_REF", "Branch, tag or full 40-character commit SHA to build.", ptr("main")),
+				tasks.StringParam("IMAGE", "The multi-arch tag to push, e.g. registry.example.com/me/app:v1; each architecture goes to <tag>-<arch>.", nil),
+				tasks.StringParam("DOCKERFILE", "Path of the Dockerfile, relative to the repository root.", ptr("./Dockerfile")),
+				tasks.StringParam("CONTEXT", "Build context, relative to the repository root.", ptr(".")),
 				{
 					Name: "BUILD_ARGS", Type: v1.ParamTypeArray, Description: "Build arguments, each KEY=VALUE.",
 					Default: &v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{}},
 				},
-				stringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
-				stringParam("ALLOW_EMULATION", "\"true\" lets a build run on a node of another architecture (QEMU). Keep false with per-arch taskRunSpecs.", ptr("false")),
-				stringParam("CACHE", "\"true\": each build uses a layer cache in the registry (buildah --layers --cache-from/--cache-to), one repository per architecture. "+
+				tasks.StringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
+				tasks.StringParam("ALLOW_EMULATION", "\"true\" lets a build run on a node of another architecture (QEMU). Keep false with per-arch taskRunSpecs.", ptr("false")),
+				tasks.StringParam("CACHE", "\"true\": each build uses a layer cache in the registry (buildah --layers --cache-from/--cache-to), one repository per architecture. "+
 					"A cache that cannot be reached or written is warned about, never fatal.", ptr(strconv.FormatBool(cfg.Build.Cache))),
-				stringParam("CACHE_REPO", "Repository of the layer cache, without tag; each build appends -<arch>. "+
+				tasks.StringParam("CACHE_REPO", "Repository of the layer cache, without tag; each build appends -<arch>. "+
 					"Empty: IMAGE's repository + -cache, e.g. registry.example.com/me/app-cache-arm64.", ptr("")),
 			},
 			Workspaces: workspaces,

@@ -104,7 +104,9 @@ func env(name, value string) corev1.EnvVar { return corev1.EnvVar{Name: name, Va
 
 func param(name string) string { return "$(params." + name + ")" }
 
-func stringParam(name, description string, def *string) v1.ParamSpec {
+// StringParam declares a string param; def nil makes it required. The
+// Pipeline declares its params with it too.
+func StringParam(name, description string, def *string) v1.ParamSpec {
 	p := v1.ParamSpec{Name: name, Type: v1.ParamTypeString, Description: description}
 	if def != nil {
 		p.Default = v1.NewStructuredValues(*def)
@@ -189,8 +191,8 @@ func cloneStep(cfg *config.Config, root string, mounts []corev1.VolumeMount) v1.
 
 func gitParams(defaultRef string) []v1.ParamSpec {
 	return []v1.ParamSpec{
-		stringParam("GIT_URL", "Repository to clone (https://, ssh:// or git://).", nil),
-		stringParam("GIT_REF", "Branch, tag or full 40-character commit SHA to build.", ptr(defaultRef)),
+		StringParam("GIT_URL", "Repository to clone (https://, ssh:// or git://).", nil),
+		StringParam("GIT_REF", "Branch, tag or full 40-character commit SHA to build.", ptr(defaultRef)),
 	}
 }
 
@@ -221,7 +223,7 @@ func GitSync(cfg *config.Config) *v1.Task {
 			Description: "Clones one commit of a git repository with git-sync v4 (one-time, depth 1) into a workspace.\n" +
 				"The checkout is the target of the link <output>/<SUBDIRECTORY>/" + SourceLink + "; enter it through readlink.",
 			Params: append(gitParams("main"),
-				stringParam("SUBDIRECTORY", "Directory of the output workspace that becomes git-sync's --root.", ptr("source"))),
+				StringParam("SUBDIRECTORY", "Directory of the output workspace that becomes git-sync's --root.", ptr("source"))),
 			Workspaces: []v1.WorkspaceDeclaration{
 				{Name: WorkspaceOutput, Description: "Where the repository is cloned. git-sync runs as UID 65533: the volume must be writable by it (fsGroup 65533, or an emptyDir)."},
 				gitCredentialsWorkspace(),
@@ -246,24 +248,24 @@ func Build(cfg *config.Config) *v1.Task {
 			Description: "Clones a repository with git-sync and builds and pushes one architecture of an image with buildah, natively on the node it runs on.\n" +
 				"Run it on a node of the target architecture (kubernetes.io/arch nodeSelector): it refuses to build under emulation unless ALLOW_EMULATION is true.",
 			Params: append(append([]v1.ParamSpec{
-				stringParam("IMAGE", "Image to push, with a tag: registry.example.com/me/app:v1.", nil),
-				stringParam("TAG_SUFFIX", "Appended to IMAGE's tag, e.g. -arm64; IMAGE must then carry a tag.", ptr("")),
-				stringParam("PLATFORM", "Platform to build: linux/ARCH[/VARIANT], e.g. linux/arm64 or linux/arm/v7.", nil),
-				stringParam("ALLOW_EMULATION", "\"true\" lets the build run on a node of another architecture (under QEMU emulation).", ptr("false")),
-				stringParam("DOCKERFILE", "Path of the Dockerfile, relative to the repository root.", ptr("./Dockerfile")),
-				stringParam("CONTEXT", "Build context, relative to the repository root.", ptr(".")),
+				StringParam("IMAGE", "Image to push, with a tag: registry.example.com/me/app:v1.", nil),
+				StringParam("TAG_SUFFIX", "Appended to IMAGE's tag, e.g. -arm64; IMAGE must then carry a tag.", ptr("")),
+				StringParam("PLATFORM", "Platform to build: linux/ARCH[/VARIANT], e.g. linux/arm64 or linux/arm/v7.", nil),
+				StringParam("ALLOW_EMULATION", "\"true\" lets the build run on a node of another architecture (under QEMU emulation).", ptr("false")),
+				StringParam("DOCKERFILE", "Path of the Dockerfile, relative to the repository root.", ptr("./Dockerfile")),
+				StringParam("CONTEXT", "Build context, relative to the repository root.", ptr(".")),
 				{
 					Name: "BUILD_ARGS", Type: v1.ParamTypeArray,
 					Description: "Build arguments, each KEY=VALUE.",
 					Default:     &v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{}},
 				},
-				stringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
+				StringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
 			}, gitParams("main")...),
-				stringParam("STORAGE_DRIVER", "buildah storage driver: overlay (fuse-overlayfs, needs /dev/fuse) or vfs.", ptr(storage)),
-				stringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(retries)),
-				stringParam("CACHE", "\"true\": build with a layer cache in the registry (buildah bud --layers --cache-from/--cache-to CACHE_REPO), so unchanged Dockerfile steps are not run again. "+
+				StringParam("STORAGE_DRIVER", "buildah storage driver: overlay (fuse-overlayfs, needs /dev/fuse) or vfs.", ptr(storage)),
+				StringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(retries)),
+				StringParam("CACHE", "\"true\": build with a layer cache in the registry (buildah bud --layers --cache-from/--cache-to CACHE_REPO), so unchanged Dockerfile steps are not run again. "+
 					"A cache that cannot be reached or written is warned about and the build goes on without it.", ptr(strconv.FormatBool(cfg.Build.Cache))),
-				stringParam("CACHE_REPO", "Repository of the layer cache, without tag; TAG_SUFFIX is appended, so each architecture has its own. "+
+				StringParam("CACHE_REPO", "Repository of the layer cache, without tag; TAG_SUFFIX is appended, so each architecture has its own. "+
 					"Empty: IMAGE's repository + -cache, e.g. registry.example.com/me/app-cache-arm64.", ptr("")),
 			),
 			Workspaces: []v1.WorkspaceDeclaration{dockerConfigWorkspace(), gitCredentialsWorkspace()},
@@ -337,12 +339,12 @@ func Manifest(cfg *config.Config) *v1.Task {
 			Description: "Assembles per-architecture images, by digest, into one multi-arch image index, pushes it with buildah manifest push --all, " +
 				"then reads the pushed index back and fails unless it holds exactly the expected platforms and digests.",
 			Params: []v1.ParamSpec{
-				stringParam("IMAGE", "Tag to push the index to: registry.example.com/me/app:v1.", nil),
+				StringParam("IMAGE", "Tag to push the index to: registry.example.com/me/app:v1.", nil),
 				{Name: "IMAGES", Type: v1.ParamTypeArray, Description: "Each architecture's image by digest (repository@sha256:...), e.g. the build tasks' IMAGE_REF results."},
-				stringParam("PLATFORMS", "The platforms the index must hold, comma-separated: linux/amd64,linux/arm64.", nil),
-				stringParam("SOURCE_COMMITS", "Space-separated commits the images were built from; the task fails unless all are equal. Empty: not checked.", ptr("")),
-				stringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
-				stringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(strconv.Itoa(cfg.Build.PushRetries))),
+				StringParam("PLATFORMS", "The platforms the index must hold, comma-separated: linux/amd64,linux/arm64.", nil),
+				StringParam("SOURCE_COMMITS", "Space-separated commits the images were built from; the task fails unless all are equal. Empty: not checked.", ptr("")),
+				StringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
+				StringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(strconv.Itoa(cfg.Build.PushRetries))),
 			},
 			Workspaces: []v1.WorkspaceDeclaration{dockerConfigWorkspace()},
 			Results: []v1.TaskResult{
