@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the cluster test's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, the Tekton controller, kwok) from the wrapper modules in
+# kube-scheduler, kubectl, the Tekton controller, kwok, the Tekton Triggers controller,
+# EventListener sink and core interceptors) from the wrapper modules in
 # tools/, into a cache directory outside the repo keyed by those modules' go.mod,
 # go.sum and sources. A cold build takes about 10 minutes on 2 cores (measured
 # 551 s), so an existing directory for the current key is reused as is.
@@ -27,13 +28,14 @@ key=$(
 	{
 		echo "$recipe"
 		go env GOOS GOARCH
-		for m in etcd kubernetes kwok tekton; do
+		for m in etcd kubernetes kwok tekton triggers; do
 			cat "$tools/$m/go.mod" "$tools/$m/go.sum" "$tools/$m"/*.go
 		done
 	} | sha256sum | cut -c1-16
 )
 dir=$cache/cluster-bin/$key
-binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl controller kwok)
+binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl controller kwok
+	triggers-controller triggers-eventlistenersink triggers-interceptors)
 
 if [ "${1:-}" = "--dir" ]; then
 	echo "$dir"
@@ -91,6 +93,8 @@ step kubernetes bash -c "cd '$tools/kubernetes' && go build -ldflags='$k8s_ldfla
 	k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
 	k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
 step tekton bash -c "cd '$tools/tekton' && go build -ldflags='-s -w' -o '$tmp/controller' github.com/tektoncd/pipeline/cmd/controller"
+step triggers bash -c "cd '$tools/triggers' && for c in controller eventlistenersink interceptors; do \
+	go build -ldflags='-s -w' -o '$tmp/triggers-'\$c github.com/tektoncd/triggers/cmd/\$c || exit 1; done"
 step kwok bash -c "cd '$tools/kwok' && go build -ldflags='-s -w' -o '$tmp/kwok' sigs.k8s.io/kwok/cmd/kwok"
 
 rm -rf "$dir"

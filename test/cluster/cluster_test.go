@@ -72,6 +72,8 @@ func TestCluster(t *testing.T) {
 		}
 		s.runToSuccess(t, c)
 	})
+	// Last: the Triggers processes it starts stop when it ends.
+	t.Run("triggers", func(t *testing.T) { s.triggers(t, committed) })
 }
 
 // install follows the README's "Prepare the cluster" step 4 and the catalog

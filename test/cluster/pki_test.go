@@ -32,6 +32,10 @@ type pki struct {
 	kubeconfig string
 
 	caPEM, adminCertPEM, adminKeyPEM []byte
+
+	// sign issues a certificate from the CA, e.g. a serving certificate for
+	// another component (the Triggers interceptors server).
+	sign func(serial int64, subject pkix.Name, usage x509.ExtKeyUsage, ips []net.IP, dns []string) (certPEM, keyPEM []byte)
 }
 
 func newPKI(t *testing.T, dir, server string) *pki {
@@ -89,6 +93,8 @@ func newPKI(t *testing.T, dir, server string) *pki {
 		}
 		return pemBlock("CERTIFICATE", der), pemBlock("EC PRIVATE KEY", kder)
 	}
+
+	p.sign = sign
 
 	// 10.96.0.1 is the first address of --service-cluster-ip-range: the API
 	// server checks its serving certificate covers the kubernetes Service.

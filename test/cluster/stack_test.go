@@ -37,7 +37,8 @@ const (
 	apiServer = "https://127.0.0.1:6443"
 )
 
-var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "controller", "kwok"}
+var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "controller", "kwok",
+	"triggers-controller", "triggers-eventlistenersink", "triggers-interceptors"}
 
 // stack is one running control plane. Every process runs inside the
 // network namespace ns; the test reaches them through dialers that open
@@ -295,13 +296,20 @@ func (s *stack) installTekton(t *testing.T) {
 // module's), downloaded again if the cache was cleaned.
 func tektonConfigDir(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command("go", "mod", "download", "-json", "github.com/tektoncd/pipeline")
-	cmd.Dir = filepath.Join("tools", "tekton")
+	return filepath.Join(moduleDir(t, "tekton", "github.com/tektoncd/pipeline"), "config")
+}
+
+// moduleDir is module's directory in the module cache, at the version the
+// wrapper module tools/<tool> requires.
+func moduleDir(t *testing.T, tool, module string) string {
+	t.Helper()
+	cmd := exec.Command("go", "mod", "download", "-json", module)
+	cmd.Dir = filepath.Join("tools", tool)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go mod download github.com/tektoncd/pipeline (in tools/tekton): %v\n%s%s", err, out, stderr.String())
+		t.Fatalf("go mod download %s (in tools/%s): %v\n%s%s", module, tool, err, out, stderr.String())
 	}
 	var dir string
 	for _, line := range strings.Split(string(out), "\n") {
@@ -313,7 +321,7 @@ func tektonConfigDir(t *testing.T) string {
 	if dir == "" {
 		t.Fatalf("no Dir in go mod download output:\n%s", out)
 	}
-	return filepath.Join(dir, "config")
+	return dir
 }
 
 func (s *stack) createNetns(t *testing.T) {
@@ -374,6 +382,9 @@ type proc struct {
 	log     string
 	exited  chan struct{}
 	waitErr error
+	// grace is how long stop waits after SIGTERM before SIGKILL; 15 s when
+	// zero.
+	grace time.Duration
 }
 
 var (
@@ -439,11 +450,15 @@ func (s *stack) stop(t *testing.T, p *proc) {
 		return
 	default:
 	}
+	grace := 15 * time.Second
+	if p.grace > 0 {
+		grace = p.grace
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		t.Logf("%s (pid %d) ignored SIGTERM for 15 s; killing it", p.name, p.cmd.Process.Pid)
+	case <-time.After(grace):
+		t.Logf("%s (pid %d) ignored SIGTERM for %s; killing it", p.name, p.cmd.Process.Pid, grace)
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	}
