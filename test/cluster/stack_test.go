@@ -231,6 +231,33 @@ func startStack(t *testing.T) *stack {
 	return s
 }
 
+// applyFiles runs kubectl apply on files, server-side when asked (CRDs too
+// large for client-side apply's last-applied annotation), failing the test
+// with kubectl's output.
+func (s *stack) applyFiles(t *testing.T, serverSide bool, files ...string) {
+	t.Helper()
+	args := []string{"apply"}
+	if serverSide {
+		args = append(args, "--server-side")
+	}
+	for _, f := range files {
+		args = append(args, "-f", f)
+	}
+	if out, err := s.kubectl(t, "", args...); err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// globAll is filepath.Glob in dir that must match something.
+func globAll(t *testing.T, dir, pattern string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, pattern))
+	if err != nil || len(m) == 0 {
+		t.Fatalf("no %s in %s", pattern, dir)
+	}
+	return m
+}
+
 // installTekton applies Tekton's own config/ from the module cache, in the
 // order its release does, without the admission webhook (it would need a
 // Service endpoint, and loopback endpoints are refused), then starts the
@@ -238,25 +265,8 @@ func startStack(t *testing.T) *stack {
 func (s *stack) installTekton(t *testing.T) {
 	t.Helper()
 	cfgDir := tektonConfigDir(t)
-	apply := func(serverSide bool, files ...string) {
-		args := []string{"apply"}
-		if serverSide {
-			args = append(args, "--server-side")
-		}
-		for _, f := range files {
-			args = append(args, "-f", f)
-		}
-		if out, err := s.kubectl(t, "", args...); err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	glob := func(pattern string) []string {
-		m, err := filepath.Glob(filepath.Join(cfgDir, pattern))
-		if err != nil || len(m) == 0 {
-			t.Fatalf("no %s in %s", pattern, cfgDir)
-		}
-		return m
-	}
+	apply := func(serverSide bool, files ...string) { s.applyFiles(t, serverSide, files...) }
+	glob := func(pattern string) []string { return globAll(t, cfgDir, pattern) }
 	apply(false, filepath.Join(cfgDir, "100-namespace"))
 	// The CRDs are too large for client-side apply's last-applied annotation.
 	apply(true, filepath.Join(cfgDir, "300-crds"))

@@ -294,25 +294,8 @@ func (s *stack) nsHTTP(roots *x509.CertPool) *http.Client {
 func (s *stack) installTriggers(t *testing.T) {
 	t.Helper()
 	cfgDir := filepath.Join(moduleDir(t, "triggers", "github.com/tektoncd/triggers"), "config")
-	glob := func(pattern string) []string {
-		m, err := filepath.Glob(filepath.Join(cfgDir, pattern))
-		if err != nil || len(m) == 0 {
-			t.Fatalf("no %s in %s", pattern, cfgDir)
-		}
-		return m
-	}
-	apply := func(serverSide bool, files ...string) {
-		args := []string{"apply"}
-		if serverSide {
-			args = append(args, "--server-side")
-		}
-		for _, f := range files {
-			args = append(args, "-f", f)
-		}
-		if out, err := s.kubectl(t, "", args...); err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
+	glob := func(pattern string) []string { return globAll(t, cfgDir, pattern) }
+	apply := func(serverSide bool, files ...string) { s.applyFiles(t, serverSide, files...) }
 	apply(true, glob("300-*.yaml")...)
 	apply(false, append(append(glob("200-*.yaml"), glob("201-*.yaml")...), glob("clusterrole-aggregate-*.yaml")...)...)
 	apply(false, glob("config-*.yaml")...)
