@@ -377,18 +377,25 @@ func (s *stack) runToSuccess(t *testing.T, c catalog) {
 	s.driveToSuccess(t, s.create(t, c, "examples/pipelinerun.yaml"))
 }
 
+// buildPods waits for the run's build TaskRuns and their pods, by
+// pipeline task and by architecture.
+func (r *prRun) buildPods(t *testing.T) (map[string]*v1.TaskRun, map[string]*corev1.Pod) {
+	t.Helper()
+	builds := r.waitTaskRuns(t, buildTasks(r.c)...)
+	pods := map[string]*corev1.Pod{}
+	for _, arch := range archs(r.c) {
+		pods[arch] = r.waitPod(t, builds["build-"+arch])
+	}
+	return builds, pods
+}
+
 // driveToSuccess does the checks of runToSuccess on a PipelineRun however it
 // was created (kubectl, or the start command).
 func (s *stack) driveToSuccess(t *testing.T, r *prRun) {
 	c := r.c
-	builds := r.waitTaskRuns(t, buildTasks(c)...)
-
-	pods := map[string]*corev1.Pod{}
+	builds, pods := r.buildPods(t)
 	for _, arch := range archs(c) {
-		tr := builds["build-"+arch]
-		pod := r.waitPod(t, tr)
-		pods[arch] = pod
-		checkBuildPod(t, c, pod, arch)
+		checkBuildPod(t, c, pods[arch], arch)
 	}
 	// Both builds are running: the manifest must not have started.
 	if now, err := r.taskRuns(context.Background()); err != nil {
@@ -628,11 +635,7 @@ func (s *stack) arm64Fails(t *testing.T, c catalog) {
 // created and checks the run fails without a manifest.
 func (s *stack) driveArm64Failure(t *testing.T, r *prRun) {
 	c := r.c
-	builds := r.waitTaskRuns(t, buildTasks(c)...)
-	pods := map[string]*corev1.Pod{}
-	for _, arch := range archs(c) {
-		pods[arch] = r.waitPod(t, builds["build-"+arch])
-	}
+	builds, pods := r.buildPods(t)
 	v := buildValues(c, "arm64")
 	r.finish(t, pods["arm64"], map[string]stepOutcome{
 		"step-clone": {results: map[string]string{"COMMIT": v.commit, "URL": v.url}},
