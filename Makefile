@@ -19,8 +19,10 @@ check-generated:
 $(STATICCHECK):
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-## lint: gofmt, go vet, staticcheck, shellcheck on the step scripts
+## lint: the tree's layout (no binaries, no stray top-level files), gofmt, go vet,
+## staticcheck, shellcheck on the step scripts
 lint: $(STATICCHECK)
+	$(GO) run ./test/treecheck
 	@unformatted=$$(gofmt -l generator test 2>/dev/null); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
