@@ -1,0 +1,95 @@
+package catalog
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/cluster"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/render"
+)
+
+// ClusterObjects are the cluster prerequisites under examples/cluster/.
+type ClusterObjects struct {
+	FusePlugin      *appsv1.DaemonSet
+	Profile         string // the AppArmor profile text
+	LoaderConfig    *corev1.ConfigMap
+	Loader          *appsv1.DaemonSet
+	OperatorProfile *cluster.AppArmorProfile
+	Identity        cluster.Identity
+}
+
+func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
+	var c ClusterObjects
+	var err error
+	if c.FusePlugin, err = cluster.FuseDevicePlugin(cfg); err != nil {
+		return c, err
+	}
+	if c.Profile, err = cluster.Profile(cfg.AppArmor.Profile); err != nil {
+		return c, err
+	}
+	c.LoaderConfig, c.Loader = cluster.Loader(cfg, c.Profile)
+	c.OperatorProfile = cluster.OperatorProfile(cfg, c.Profile)
+	c.Identity = cluster.NewIdentity(cfg)
+	return c, nil
+}
+
+// addCluster renders the cluster prerequisites under examples/cluster/.
+func addCluster(files render.Files, cfg *config.Config, o Objects) error {
+	multi := func(p, note string, objs ...any) error { return multiDoc(files, p, note, objs...) }
+	c := o.Cluster
+	id := c.Identity
+	var identity []any
+	if id.Namespace != nil {
+		identity = append(identity, id.Namespace)
+	}
+	if id.ServiceAccount != nil {
+		identity = append(identity, id.ServiceAccount)
+	}
+	identity = append(identity, id.StarterRole)
+	if err := multi("examples/cluster/build-identity.yaml",
+		"# Where builds run: kubectl apply -f examples/cluster/build-identity.yaml\n"+
+			"# Let someone start builds: kubectl -n "+cfg.Example.Namespace+" create rolebinding alice-starts-builds --role="+cluster.StarterRole+" --user=alice\n",
+		identity...); err != nil {
+		return err
+	}
+	if id.RegistrySecret != nil {
+		if err := multi("examples/cluster/registry-credentials.yaml.example",
+			"# The shape of the registry Secret the dockerconfig workspace takes. Don't fill\n"+
+				"# this in; create the Secret from your credentials instead:\n"+
+				"#   kubectl -n "+cfg.Example.Namespace+" create secret docker-registry "+cfg.Example.RegistrySecret+" \\\n"+
+				"#     --docker-server="+cluster.RegistryHost(cfg.Example.Image)+" --docker-username=USER --docker-password=TOKEN\n"+
+				"# (.example: kubectl apply -f examples/cluster/ skips this file.)\n",
+			id.RegistrySecret); err != nil {
+			return err
+		}
+	}
+	if err := multi("examples/cluster/fuse-device-plugin.yaml",
+		"# /dev/fuse as the extended resource "+cfg.Build.FuseResource+" on every node: kubectl apply -f examples/cluster/fuse-device-plugin.yaml\n",
+		c.FusePlugin); err != nil {
+		return err
+	}
+	files["examples/cluster/apparmor/"+cfg.AppArmor.Profile] = []byte(c.Profile)
+	if err := multi("examples/cluster/apparmor/loader/apparmor-loader.yaml",
+		"# Install and load the AppArmor profile "+cfg.AppArmor.Profile+" on every node:\n"+
+			"#   kubectl apply -f examples/cluster/apparmor/loader/\n"+
+			"# Its init container is the only container of this project with host access\n"+
+			"# (CAP_MAC_ADMIN, CAP_SYS_CHROOT, the node's root read-only): see examples/cluster/README.md.\n",
+		c.LoaderConfig, c.Loader); err != nil {
+		return err
+	}
+	if err := multi("examples/cluster/apparmor/security-profiles-operator/apparmorprofile.yaml",
+		"# The same profile through the security-profiles-operator, releases up to v0.8.4 only (later\n"+
+			"# ones dropped spec.policy and cannot express mount), with AppArmor enabled in it; see\n"+
+			"# examples/cluster/README.md. kubectl apply -f examples/cluster/apparmor/security-profiles-operator/\n",
+		c.OperatorProfile); err != nil {
+		return err
+	}
+	r, err := readme("cluster", cfg, o, nil)
+	if err != nil {
+		return err
+	}
+	files["examples/cluster/README.md"] = r
+
+	return nil
+}

@@ -1,0 +1,48 @@
+package catalog
+
+import (
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/render"
+)
+
+// addTriggers renders the build-on-push objects under examples/triggers/.
+func addTriggers(files render.Files, cfg *config.Config, o Objects) error {
+	t := o.Triggers
+	if err := multiDoc(files, "examples/triggers/triggers.yaml",
+		"# Build on every push: kubectl apply -f examples/triggers/ (after the webhook Secret, see README.md)\n",
+		t.EventListener, t.Binding, t.Template); err != nil {
+		return err
+	}
+	if err := multiDoc(files, "examples/triggers/rbac.yaml",
+		"# The EventListener's identity, bound to the ClusterRoles the Triggers release installs.\n",
+		t.ServiceAccount, t.RoleBinding, t.ClusterBinding); err != nil {
+		return err
+	}
+	if t.Ingress != nil {
+		if err := multiDoc(files, "examples/triggers/ingress.yaml",
+			"# One way to reach the listener from "+providerName(cfg)+": an Ingress with TLS to its Service.\n",
+			t.Ingress); err != nil {
+			return err
+		}
+	}
+	if err := multiDoc(files, "examples/triggers/webhook-secret.yaml.example",
+		"# The shape of the webhook Secret. Create it from a random secret instead of filling this in:\n"+
+			"#   kubectl -n "+cfg.Example.Namespace+" create secret generic "+cfg.Triggers.WebhookSecret+" --from-literal=secret=\"$(openssl rand -hex 20)\"\n"+
+			"# (.example: kubectl apply -f examples/triggers/ skips this file.)\n",
+		t.WebhookSecret); err != nil {
+		return err
+	}
+	r, err := readme("triggers", cfg, o, nil)
+	if err != nil {
+		return err
+	}
+	files["examples/triggers/README.md"] = r
+	return nil
+}
+
+func providerName(cfg *config.Config) string {
+	if cfg.Triggers.Provider == config.ProviderGitLab {
+		return "GitLab"
+	}
+	return "GitHub"
+}
