@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the cluster test's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, the Tekton controller, kwok, the Tekton Triggers controller,
+# kube-scheduler, kubectl, the kubelet and fuse device plugin of the real node,
+# the Tekton controller, kwok, the Tekton Triggers controller,
 # EventListener sink and core interceptors) from the wrapper modules in
 # tools/, into a cache directory outside the repo keyed by those modules' go.mod,
 # go.sum and sources. A cold build takes about 10 minutes on 2 cores (measured
@@ -22,8 +23,10 @@ tools=$here/tools
 cache=${TEKTON_MULTIARCH_CACHE:-$HOME/.cache/tekton-multiarch}
 
 k8s_version=v1.35.4
+# tkn, the Tekton CLI users read build logs with (tkn pipelinerun logs).
+tkn_version=v0.46.0
 # Bump when the build commands below change in a way the key would not notice.
-recipe="recipe=1 k8s=$k8s_version"
+recipe="recipe=2 k8s=$k8s_version tkn=$tkn_version"
 
 key=$(
 	{
@@ -32,11 +35,15 @@ key=$(
 		for m in etcd kubernetes kwok tekton triggers; do
 			cat "$tools/$m/go.mod" "$tools/$m/go.sum" "$tools/$m"/*.go
 		done
+		for f in "$tools"/*/*/*.go; do
+			cat "$f"
+		done
 	} | sha256sum | cut -c1-16
 )
 dir=$cache/cluster-bin/$key
-binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl controller kwok
-	triggers-controller triggers-eventlistenersink triggers-interceptors)
+binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet fuse-device-plugin
+	controller kwok
+	triggers-controller triggers-eventlistenersink triggers-interceptors tkn)
 
 if [ "${1:-}" = "--dir" ]; then
 	echo "$dir"
@@ -92,10 +99,17 @@ k8s_ldflags="-s -w -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gi
 step etcd bash -c "cd '$tools/etcd' && go build -ldflags='-s -w' -o '$tmp/etcd' ."
 step kubernetes bash -c "cd '$tools/kubernetes' && go build -ldflags='$k8s_ldflags' -o '$tmp/' \
 	k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-	k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
+	k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet \
+	./fuse-device-plugin"
 step tekton bash -c "cd '$tools/tekton' && go build -ldflags='-s -w' -o '$tmp/controller' github.com/tektoncd/pipeline/cmd/controller"
 step triggers bash -c "cd '$tools/triggers' && for c in controller eventlistenersink interceptors; do \
 	go build -ldflags='-s -w' -o '$tmp/triggers-'\$c github.com/tektoncd/triggers/cmd/\$c || exit 1; done"
+# go install refuses tektoncd/cli (its go.mod has replace directives): build it
+# in a writable copy of its module directory instead.
+step tkn bash -c "src=\$(go mod download -json github.com/tektoncd/cli@$tkn_version | jq -r .Dir) && \
+	cp -r \"\$src\" '$tmp/cli-src' && chmod -R u+w '$tmp/cli-src' && cd '$tmp/cli-src' && \
+	go build -ldflags='-s -w -X github.com/tektoncd/cli/pkg/cmd/version.clientVersion=$tkn_version' -o '$tmp/tkn' ./cmd/tkn && \
+	rm -rf '$tmp/cli-src'"
 step kwok bash -c "cd '$tools/kwok' && go build -ldflags='-s -w' -o '$tmp/kwok' sigs.k8s.io/kwok/cmd/kwok"
 
 rm -rf "$dir"
