@@ -1,0 +1,98 @@
+package triggers
+
+import (
+	"strings"
+
+	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+)
+
+func quoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = "'" + s + "'"
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// Filter is the CEL expression that lets a push through. Repositories and
+// branches are validated by config to hold no quote, so they are safe to
+// splice in as CEL string literals.
+func Filter(cfg *config.Config) string {
+	t := cfg.Triggers
+	var repo, refs []string
+	for _, b := range t.Branches {
+		refs = append(refs, "refs/heads/"+b)
+	}
+	var ref string
+	switch {
+	case len(refs) > 0 && t.Tags:
+		ref = "(body.ref in " + quoteAll(refs) + " || body.ref.startsWith('refs/tags/'))"
+	case len(refs) > 0:
+		ref = "body.ref in " + quoteAll(refs)
+	default:
+		ref = "body.ref.startsWith('refs/tags/')"
+	}
+	repo = append(repo, t.Repositories...)
+	switch t.Provider {
+	case config.ProviderGitLab:
+		// A deleted branch or tag pushes checkout_sha null.
+		return "body.project.path_with_namespace in " + quoteAll(repo) + " && " + ref + " && has(body.checkout_sha) && body.checkout_sha != null"
+	default:
+		return "body.repository.full_name in " + quoteAll(repo) + " && " + ref + " && !body.deleted"
+	}
+}
+
+// ImageTagOverlay derives the image tag: the git tag for a tag push, the
+// commit's first 12 hex digits for a branch push.
+func ImageTagOverlay(cfg *config.Config) string {
+	sha := "body.after"
+	if cfg.Triggers.Provider == config.ProviderGitLab {
+		sha = "body.checkout_sha"
+	}
+	return "body.ref.startsWith('refs/tags/') ? body.ref.substring(10) : " + sha + ".substring(0, 12)"
+}
+
+// providerInterceptor checks the webhook secret: without it anyone who can
+// reach the listener could start builds.
+func providerInterceptor(cfg *config.Config) *triggersv1.EventInterceptor {
+	t := cfg.Triggers
+	name, ref := "verify-github-signature", "github"
+	if t.Provider == config.ProviderGitLab {
+		name, ref = "verify-gitlab-token", "gitlab"
+	}
+	return &triggersv1.EventInterceptor{
+		Name: ptr(name),
+		Ref:  triggersv1.InterceptorRef{Name: ref, Kind: triggersv1.ClusterInterceptorKind},
+		Params: []triggersv1.InterceptorParams{
+			{Name: "secretRef", Value: jsonValue(map[string]string{"secretName": t.WebhookSecret, "secretKey": secretKey})},
+			{Name: "eventTypes", Value: jsonValue(EventTypes(cfg))},
+		},
+	}
+}
+
+// celInterceptor also derives the image tag (extensions.image_tag): a binding
+// can only copy payload fields, not compute from them.
+func celInterceptor(cfg *config.Config) *triggersv1.EventInterceptor {
+	return &triggersv1.EventInterceptor{
+		Name: ptr("only-configured-pushes"),
+		Ref:  triggersv1.InterceptorRef{Name: "cel", Kind: triggersv1.ClusterInterceptorKind},
+		Params: []triggersv1.InterceptorParams{
+			{Name: "filter", Value: jsonValue(Filter(cfg))},
+			{Name: "overlays", Value: jsonValue([]map[string]string{{"key": "image_tag", "expression": ImageTagOverlay(cfg)}})},
+		},
+	}
+}
+
+// EventTypes are the webhook events the provider interceptor lets through.
+func EventTypes(cfg *config.Config) []string {
+	if cfg.Triggers.Provider == config.ProviderGitLab {
+		types := []string{"Push Hook"}
+		if cfg.Triggers.Tags {
+			types = append(types, "Tag Push Hook")
+		}
+		return types
+	}
+	return []string{"push"}
+}
