@@ -72,13 +72,15 @@ func TestCluster(t *testing.T) {
 		}
 		s.runToSuccess(t, c)
 	})
+	// The real node's processes stop when it ends.
+	t.Run("real-node", func(t *testing.T) { s.realNodeBuilds(t) })
 	// Last: the Triggers processes it starts stop when it ends.
 	t.Run("triggers", func(t *testing.T) { s.triggers(t, committed) })
 }
 
 // install follows the README's "Prepare the cluster" step 4 and the catalog
 // step 5, with the real kubectl, from the catalog's directory.
-func (s *stack) install(t *testing.T, c catalog) {
+func (s *stack) install(t testing.TB, c catalog) {
 	out, err := s.kubectl(t, c.dir, "apply", "-f", "examples/cluster/build-identity.yaml")
 	if err != nil {
 		t.Fatalf("kubectl apply -f examples/cluster/build-identity.yaml: %v\n%s", err, out)
@@ -122,7 +124,7 @@ func (s *stack) installed(c catalog) bool {
 // generateVariant writes a configuration on top of the defaults and
 // generates its catalog into a temporary directory with the generator's own
 // command.
-func generateVariant(t *testing.T, repo, overrides string) catalog {
+func generateVariant(t testing.TB, repo, overrides string) catalog {
 	t.Helper()
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "config.yaml")
@@ -151,7 +153,7 @@ var createdRE = regexp.MustCompile(`pipelinerun\.tekton\.dev/(\S+) created`)
 
 // create runs `kubectl create -f file` in the catalog's directory, as the
 // README does.
-func (s *stack) create(t *testing.T, c catalog, file string) *prRun {
+func (s *stack) create(t testing.TB, c catalog, file string) *prRun {
 	t.Helper()
 	out, err := s.kubectl(t, c.dir, "create", "-f", file)
 	if err != nil {
@@ -167,7 +169,7 @@ func (s *stack) create(t *testing.T, c catalog, file string) *prRun {
 
 // variantFile writes examples/pipelinerun.yaml, changed by edit, into a
 // temporary file and returns its path.
-func variantFile(t *testing.T, c catalog, edit func(pr map[string]any)) string {
+func variantFile(t testing.TB, c catalog, edit func(pr map[string]any)) string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(c.dir, "examples", "pipelinerun.yaml"))
 	if err != nil {
@@ -204,7 +206,7 @@ func (r *prRun) taskRuns(ctx context.Context) (map[string]*v1.TaskRun, error) {
 
 // waitTaskRuns waits until the run's TaskRuns are exactly the given
 // pipeline tasks.
-func (r *prRun) waitTaskRuns(t *testing.T, want ...string) map[string]*v1.TaskRun {
+func (r *prRun) waitTaskRuns(t testing.TB, want ...string) map[string]*v1.TaskRun {
 	t.Helper()
 	var got map[string]*v1.TaskRun
 	sort.Strings(want)
@@ -225,7 +227,7 @@ func (r *prRun) waitTaskRuns(t *testing.T, want ...string) map[string]*v1.TaskRu
 
 // waitPod waits for the TaskRun's pod to be scheduled and Running (kwok
 // moves it there once it is bound to a node), and returns it.
-func (r *prRun) waitPod(t *testing.T, tr *v1.TaskRun) *corev1.Pod {
+func (r *prRun) waitPod(t testing.TB, tr *v1.TaskRun) *corev1.Pod {
 	t.Helper()
 	var pod *corev1.Pod
 	r.s.waitFor(t, "the pod of "+tr.Name+" Running on a node", 60*time.Second, func(ctx context.Context) (bool, error) {
@@ -255,7 +257,7 @@ func podScheduledMessage(pod *corev1.Pod) string {
 }
 
 // finish tells the simulated kubelet how the pod's step containers end.
-func (r *prRun) finish(t *testing.T, pod *corev1.Pod, outcomes map[string]stepOutcome) {
+func (r *prRun) finish(t testing.TB, pod *corev1.Pod, outcomes map[string]stepOutcome) {
 	t.Helper()
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": finishAnnotations(t, outcomes)}})
 	if err != nil {
@@ -266,7 +268,7 @@ func (r *prRun) finish(t *testing.T, pod *corev1.Pod, outcomes map[string]stepOu
 	}
 }
 
-func (r *prRun) waitTaskRunDone(t *testing.T, name string) *v1.TaskRun {
+func (r *prRun) waitTaskRunDone(t testing.TB, name string) *v1.TaskRun {
 	t.Helper()
 	var tr *v1.TaskRun
 	r.s.waitFor(t, "TaskRun "+name+" done", 60*time.Second, func(ctx context.Context) (bool, error) {
@@ -280,7 +282,7 @@ func (r *prRun) waitTaskRunDone(t *testing.T, name string) *v1.TaskRun {
 	return tr
 }
 
-func (r *prRun) waitDone(t *testing.T) *v1.PipelineRun {
+func (r *prRun) waitDone(t testing.TB) *v1.PipelineRun {
 	t.Helper()
 	var pr *v1.PipelineRun
 	r.s.waitFor(t, "PipelineRun "+r.name+" done", 60*time.Second, func(ctx context.Context) (bool, error) {
@@ -373,13 +375,13 @@ func fuseNode(arch string) string {
 // build pods the real controller and scheduler made, complete them with
 // results, check the manifest TaskRun got them, complete it and check the
 // PipelineRun's results.
-func (s *stack) runToSuccess(t *testing.T, c catalog) {
+func (s *stack) runToSuccess(t testing.TB, c catalog) {
 	s.driveToSuccess(t, s.create(t, c, "examples/pipelinerun.yaml"))
 }
 
 // buildPods waits for the run's build TaskRuns and their pods, by
 // pipeline task and by architecture.
-func (r *prRun) buildPods(t *testing.T) (map[string]*v1.TaskRun, map[string]*corev1.Pod) {
+func (r *prRun) buildPods(t testing.TB) (map[string]*v1.TaskRun, map[string]*corev1.Pod) {
 	t.Helper()
 	builds := r.waitTaskRuns(t, buildTasks(r.c)...)
 	pods := map[string]*corev1.Pod{}
@@ -391,7 +393,7 @@ func (r *prRun) buildPods(t *testing.T) (map[string]*v1.TaskRun, map[string]*cor
 
 // driveToSuccess does the checks of runToSuccess on a PipelineRun however it
 // was created (kubectl, or the start command).
-func (s *stack) driveToSuccess(t *testing.T, r *prRun) {
+func (s *stack) driveToSuccess(t testing.TB, r *prRun) {
 	c := r.c
 	builds, pods := r.buildPods(t)
 	for _, arch := range archs(c) {
@@ -487,7 +489,7 @@ func (s *stack) driveToSuccess(t *testing.T, r *prRun) {
 // architecture's node through the real scheduler, the fuse limit, the
 // AppArmor profile, nothing privileged, clone and build in one pod, and the
 // params where the step scripts read them.
-func checkBuildPod(t *testing.T, c catalog, pod *corev1.Pod, arch string) {
+func checkBuildPod(t testing.TB, c catalog, pod *corev1.Pod, arch string) {
 	t.Helper()
 	if want := fuseNode(arch); pod.Spec.NodeName != want {
 		t.Errorf("build-%s pod %s scheduled on %q, want %q (the %s node with %s)", arch, pod.Name, pod.Spec.NodeName, want, arch, fuseResource)
@@ -532,7 +534,7 @@ func checkBuildPod(t *testing.T, c catalog, pod *corev1.Pod, arch string) {
 
 // checkSecurity: the AppArmor profile on container as the configuration's
 // mode asks for it, and no privileged container in the pod.
-func checkSecurity(t *testing.T, c catalog, pod *corev1.Pod, ctrName string) {
+func checkSecurity(t testing.TB, c catalog, pod *corev1.Pod, ctrName string) {
 	t.Helper()
 	for _, ctr := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
 		if sc := ctr.SecurityContext; sc != nil && sc.Privileged != nil && *sc.Privileged {
@@ -627,13 +629,13 @@ func mapKeys[V any](m map[string]V) []string {
 // arm64Fails: the arm64 build step exits 1 while amd64 is still running,
 // then amd64 succeeds; the PipelineRun must fail and never start the
 // manifest task.
-func (s *stack) arm64Fails(t *testing.T, c catalog) {
+func (s *stack) arm64Fails(t testing.TB, c catalog) {
 	s.driveArm64Failure(t, s.create(t, c, "examples/pipelinerun.yaml"))
 }
 
 // driveArm64Failure fails the arm64 build of a PipelineRun however it was
 // created and checks the run fails without a manifest.
-func (s *stack) driveArm64Failure(t *testing.T, r *prRun) {
+func (s *stack) driveArm64Failure(t testing.TB, r *prRun) {
 	c := r.c
 	builds, pods := r.buildPods(t)
 	v := buildValues(c, "arm64")
@@ -689,7 +691,7 @@ func (s *stack) driveArm64Failure(t *testing.T, r *prRun) {
 // typoAPIServer: a misspelt field is refused by the API server itself,
 // from the CRD's structural schema, through kubectl's strict field
 // validation.
-func (s *stack) typoAPIServer(t *testing.T, c catalog) {
+func (s *stack) typoAPIServer(t testing.TB, c catalog) {
 	f := variantFile(t, c, func(pr map[string]any) {
 		spec := pr["spec"].(map[string]any)
 		spec["taskRunSpec"] = spec["taskRunSpecs"]
@@ -708,7 +710,7 @@ func (s *stack) typoAPIServer(t *testing.T, c catalog) {
 // typoController: a misspelt pipeline task name passes the API server (any
 // string is valid there) and offline validation, and the controller fails
 // the run before creating any TaskRun.
-func (s *stack) typoController(t *testing.T, c catalog) {
+func (s *stack) typoController(t testing.TB, c catalog) {
 	f := variantFile(t, c, func(pr map[string]any) {
 		specs := pr["spec"].(map[string]any)["taskRunSpecs"].([]any)
 		last := specs[len(specs)-1].(map[string]any)
@@ -737,7 +739,7 @@ func (s *stack) typoController(t *testing.T, c catalog) {
 // arch constraint, and the scheduler puts build-arm64 on the amd64 node,
 // where the build's arch guard would refuse to build (the real-build test
 // checks that guard).
-func (s *stack) withoutTaskRunSpecs(t *testing.T, c catalog) {
+func (s *stack) withoutTaskRunSpecs(t testing.TB, c catalog) {
 	ctx := context.Background()
 	arm := fuseNode("arm64")
 	cordon := func(on bool) {

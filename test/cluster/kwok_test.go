@@ -235,7 +235,13 @@ type stepOutcome struct {
 // finishAnnotations encodes outcomes (by container name, e.g. step-build)
 // for the pod-finish stage; the message is Tekton's termination-message
 // format, as the entrypoint binary writes it.
-func finishAnnotations(t *testing.T, outcomes map[string]stepOutcome) map[string]string {
+// kwokNodes are the simulated build nodes (buildNodes): kwok keeps them Ready
+// and moves their pods through the Stages above.
+type kwokNodes struct{}
+
+func (kwokNodes) startNodes(t testing.TB, s *stack) { s.startKwok(t) }
+
+func finishAnnotations(t testing.TB, outcomes map[string]stepOutcome) map[string]string {
 	t.Helper()
 	ann := map[string]string{annFinish: "true"}
 	for container, o := range outcomes {

@@ -38,7 +38,7 @@ type pki struct {
 	sign func(serial int64, subject pkix.Name, usage x509.ExtKeyUsage, ips []net.IP, dns []string) (certPEM, keyPEM []byte)
 }
 
-func newPKI(t *testing.T, dir, server string) *pki {
+func newPKI(t testing.TB, dir, server string) *pki {
 	t.Helper()
 	p := &pki{
 		dir:        dir,
@@ -130,7 +130,7 @@ func newPKI(t *testing.T, dir, server string) *pki {
 	return p
 }
 
-func newKey(t *testing.T) *ecdsa.PrivateKey {
+func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -143,7 +143,7 @@ func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 }
 
-func write(t *testing.T, path string, data []byte) {
+func write(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)

@@ -37,29 +37,29 @@ const (
 	apiServer = "https://127.0.0.1:6443"
 )
 
-var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "controller", "kwok",
-	"triggers-controller", "triggers-eventlistenersink", "triggers-interceptors"}
+var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet",
+	"fuse-device-plugin", "controller", "kwok", "triggers-controller", "triggers-eventlistenersink", "triggers-interceptors", "tkn"}
 
 // stack is one running control plane. Every process runs inside the
 // network namespace ns; the test reaches them through dialers that open
 // their sockets inside it.
 type stack struct {
-	bin      string
-	repo     string
-	work     string
-	logDir   string
-	nsName   string
-	nsPath   string
-	pki      *pki
-	kube     kubernetes.Interface
-	tekton   tekton.Interface
-	procs    []*proc
-	stopping bool
+	bin    string
+	repo   string
+	work   string
+	logDir string
+	nsName string
+	nsPath string
+	pki    *pki
+	kube   kubernetes.Interface
+	tekton tekton.Interface
+	procs  []*proc
+	images nodeImages // the real node's images, Tekton's among them
 }
 
 // binDir finds the built binaries, failing (or skipping, only when asked
 // to and the cache is cold) when any is missing.
-func binDir(t *testing.T) string {
+func binDir(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv(envBin)
 	explicit := dir != ""
@@ -98,7 +98,7 @@ func binDir(t *testing.T) string {
 	return ""
 }
 
-func requireHost(t *testing.T) {
+func requireHost(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the cluster test must run as root: it creates a network namespace")
@@ -110,7 +110,7 @@ func requireHost(t *testing.T) {
 	}
 }
 
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -125,11 +125,11 @@ func repoRoot(t *testing.T) string {
 // startStack brings up etcd, kube-apiserver, kube-controller-manager,
 // kube-scheduler, the Tekton controller (with Tekton's config/ applied) and
 // kwok with the two build nodes, and registers their shutdown.
-func startStack(t *testing.T) *stack {
+func startStack(t testing.TB) *stack {
 	t.Helper()
 	bin := binDir(t)
 	requireHost(t)
-	s := &stack{bin: bin, repo: repoRoot(t)}
+	s := &stack{bin: bin, repo: repoRoot(t), images: loadNodeImages(t)}
 
 	work, err := os.MkdirTemp("", "tekton-multiarch-cluster-")
 	if err != nil {
@@ -183,6 +183,9 @@ func startStack(t *testing.T) *stack {
 		// A loopback address cannot be an Endpoints address: without this the
 		// server keeps failing to publish itself as the kubernetes Service.
 		"--endpoint-reconciler-type=none",
+		// The real node's name resolves nowhere: reach its kubelet (logs,
+		// exec) by its address.
+		"--kubelet-preferred-address-types=InternalIP",
 		"--profiling=false")
 
 	cfg := &rest.Config{
@@ -219,7 +222,7 @@ func startStack(t *testing.T) *stack {
 		"--leader-elect=false")
 
 	s.installTekton(t)
-	s.startKwok(t)
+	kwokNodes{}.startNodes(t, s)
 
 	// The controller-manager's ServiceAccount controller is what makes
 	// namespaces usable for pods; wait for its first result.
@@ -234,7 +237,7 @@ func startStack(t *testing.T) *stack {
 // applyFiles runs kubectl apply on files, server-side when asked (CRDs too
 // large for client-side apply's last-applied annotation), failing the test
 // with kubectl's output.
-func (s *stack) applyFiles(t *testing.T, serverSide bool, files ...string) {
+func (s *stack) applyFiles(t testing.TB, serverSide bool, files ...string) {
 	t.Helper()
 	args := []string{"apply"}
 	if serverSide {
@@ -249,7 +252,7 @@ func (s *stack) applyFiles(t *testing.T, serverSide bool, files ...string) {
 }
 
 // globAll is filepath.Glob in dir that must match something.
-func globAll(t *testing.T, dir, pattern string) []string {
+func globAll(t testing.TB, dir, pattern string) []string {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(dir, pattern))
 	if err != nil || len(m) == 0 {
@@ -262,7 +265,7 @@ func globAll(t *testing.T, dir, pattern string) []string {
 // order its release does, without the admission webhook (it would need a
 // Service endpoint, and loopback endpoints are refused), then starts the
 // controller out of cluster.
-func (s *stack) installTekton(t *testing.T) {
+func (s *stack) installTekton(t testing.TB) {
 	t.Helper()
 	cfgDir := tektonConfigDir(t)
 	apply := func(serverSide bool, files ...string) { s.applyFiles(t, serverSide, files...) }
@@ -277,9 +280,10 @@ func (s *stack) installTekton(t *testing.T) {
 		t.Fatalf("Tekton CRDs not established: %v\n%s", err, out)
 	}
 
-	// No image is ever pulled: no kubelet runs. The names only end up in
-	// pod specs.
-	const img = "registry.invalid/tekton-cluster-test/"
+	// Tekton's own images, made here (build-images.sh) and imported into the
+	// real node's containerd; on kwok nodes the names only end up in pod
+	// specs.
+	im := s.images
 	s.start(t, "tekton-controller", []string{
 		"SYSTEM_NAMESPACE=tekton-pipelines",
 		"KUBERNETES_MIN_VERSION=v1.28.0",
@@ -293,25 +297,26 @@ func (s *stack) installTekton(t *testing.T) {
 	}, filepath.Join(s.bin, "controller"),
 		"-kubeconfig="+s.pki.kubeconfig,
 		"-disable-ha",
-		"-entrypoint-image="+img+"entrypoint",
-		"-nop-image="+img+"nop",
-		"-sidecarlogresults-image="+img+"sidecarlogresults",
-		"-workingdirinit-image="+img+"workingdirinit",
-		"-shell-image="+img+"shell",
-		"-shell-image-win="+img+"shell-win")
+		"-entrypoint-image="+im.ref(t, "ENTRYPOINT_IMAGE"),
+		"-nop-image="+im.ref(t, "NOP_IMAGE"),
+		"-sidecarlogresults-image="+im.ref(t, "SIDECARLOGRESULTS_IMAGE"),
+		"-workingdirinit-image="+im.ref(t, "WORKINGDIRINIT_IMAGE"),
+		"-shell-image="+im.ref(t, "SHELL_IMAGE"),
+		// No Windows node: the name only ends up in Windows pods' specs.
+		"-shell-image-win=registry.invalid/tekton-cluster-test/shell-win")
 }
 
 // tektonConfigDir is github.com/tektoncd/pipeline's directory in the module
 // cache, at the version the controller was built from (the tekton wrapper
 // module's), downloaded again if the cache was cleaned.
-func tektonConfigDir(t *testing.T) string {
+func tektonConfigDir(t testing.TB) string {
 	t.Helper()
 	return filepath.Join(moduleDir(t, "tekton", "github.com/tektoncd/pipeline"), "config")
 }
 
 // moduleDir is module's directory in the module cache, at the version the
 // wrapper module tools/<tool> requires.
-func moduleDir(t *testing.T, tool, module string) string {
+func moduleDir(t testing.TB, tool, module string) string {
 	t.Helper()
 	cmd := exec.Command("go", "mod", "download", "-json", module)
 	cmd.Dir = filepath.Join("tools", tool)
@@ -334,7 +339,7 @@ func moduleDir(t *testing.T, tool, module string) string {
 	return dir
 }
 
-func (s *stack) createNetns(t *testing.T) {
+func (s *stack) createNetns(t testing.TB) {
 	t.Helper()
 	s.nsName = fmt.Sprintf("tekton-multiarch-%d", os.Getpid())
 	s.nsPath = "/var/run/netns/" + s.nsName
@@ -395,6 +400,8 @@ type proc struct {
 	// grace is how long stop waits after SIGTERM before SIGKILL; 15 s when
 	// zero.
 	grace time.Duration
+	// stopped: stopped on purpose before the end of the test (a restart).
+	stopped bool
 }
 
 var (
@@ -426,7 +433,7 @@ func spawn(start func() error) error {
 // and registers its shutdown (SIGTERM to its PID, SIGKILL after 15 s).
 // t.Cleanup runs last-in first-out, so components stop in reverse order of
 // starting: etcd last.
-func (s *stack) start(t *testing.T, name string, env []string, argv ...string) *proc {
+func (s *stack) start(t testing.TB, name string, env []string, argv ...string) *proc {
 	t.Helper()
 	logPath := filepath.Join(s.logDir, name+".log")
 	f, err := os.Create(logPath)
@@ -452,8 +459,22 @@ func (s *stack) start(t *testing.T, name string, env []string, argv ...string) *
 	return p
 }
 
-func (s *stack) stop(t *testing.T, p *proc) {
-	s.stopping = true
+func (s *stack) stop(t testing.TB, p *proc) {
+	if p.stopped {
+		return
+	}
+	p.stopped = true
+	s.terminate(t, p)
+}
+
+// stopNow stops p before the end of the test, e.g. to restart it; its
+// cleanup then has nothing left to do.
+func (s *stack) stopNow(t testing.TB, p *proc) {
+	p.stopped = true
+	s.terminate(t, p)
+}
+
+func (s *stack) terminate(t testing.TB, p *proc) {
 	select {
 	case <-p.exited:
 		t.Errorf("%s (pid %d) had exited before the end of the test: %v", p.name, p.cmd.Process.Pid, p.waitErr)
@@ -476,15 +497,16 @@ func (s *stack) stop(t *testing.T, p *proc) {
 
 // checkAlive fails the test as soon as a component has died, instead of
 // letting a wait time out on a dead control plane.
-func (s *stack) checkAlive(t *testing.T) {
+func (s *stack) checkAlive(t testing.TB) {
 	t.Helper()
 	for _, p := range s.procs {
+		if p.stopped {
+			continue
+		}
 		select {
 		case <-p.exited:
-			if !s.stopping {
-				s.dumpLogs(t)
-				t.Fatalf("%s exited: %v", p.name, p.waitErr)
-			}
+			s.dumpLogs(t)
+			t.Fatalf("%s exited: %v", p.name, p.waitErr)
 		default:
 		}
 	}
@@ -492,7 +514,7 @@ func (s *stack) checkAlive(t *testing.T) {
 
 // dumpLogs shows the end of every component's log, for failures that may
 // be the control plane's rather than the catalog's.
-func (s *stack) dumpLogs(t *testing.T) {
+func (s *stack) dumpLogs(t testing.TB) {
 	t.Helper()
 	for _, p := range s.procs {
 		t.Logf("---- last lines of %s ----\n%s", p.log, tail(p.log, 25))
@@ -513,7 +535,7 @@ func tail(path string, n int) string {
 
 // waitFor polls cond until it reports true, failing the test after timeout
 // with cond's last error.
-func (s *stack) waitFor(t *testing.T, what string, timeout time.Duration, cond func(ctx context.Context) (bool, error)) {
+func (s *stack) waitFor(t testing.TB, what string, timeout time.Duration, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -539,7 +561,7 @@ func (s *stack) waitFor(t *testing.T, what string, timeout time.Duration, cond f
 // kubectl runs the real kubectl inside the namespace against the test's
 // kubeconfig, in dir (the repository root when empty), and returns its
 // stdout and stderr together, as a user would see them.
-func (s *stack) kubectl(t *testing.T, dir string, args ...string) (string, error) {
+func (s *stack) kubectl(t testing.TB, dir string, args ...string) (string, error) {
 	t.Helper()
 	if dir == "" {
 		dir = s.repo
@@ -576,7 +598,7 @@ var buildNodes = []node{
 	{name: "amd64-nofuse", arch: "amd64", fuse: false},
 }
 
-func (s *stack) startKwok(t *testing.T) {
+func (s *stack) startKwok(t testing.TB) {
 	t.Helper()
 	stages := filepath.Join(s.work, "kwok-stages.yaml")
 	write(t, stages, []byte(kwokStages))

@@ -21,7 +21,7 @@ type startCLI struct {
 	s   *stack
 }
 
-func buildCLI(t *testing.T, s *stack) *startCLI {
+func buildCLI(t testing.TB, s *stack) *startCLI {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "tekton-multiarch")
 	cmd := exec.Command("go", "build", "-o", bin, "./generator")
@@ -56,7 +56,7 @@ type running struct {
 	done chan error
 }
 
-func (c *startCLI) run(t *testing.T, args ...string) *running {
+func (c *startCLI) run(t testing.TB, args ...string) *running {
 	t.Helper()
 	argv := append([]string{"--net=" + c.s.nsPath, "--", c.bin, "start", "--kubeconfig=" + c.s.pki.kubeconfig}, args...)
 	cmd := exec.Command("nsenter", argv...)
@@ -78,7 +78,7 @@ func (c *startCLI) run(t *testing.T, args ...string) *running {
 }
 
 // wait returns the exit code.
-func (r *running) wait(t *testing.T, within time.Duration) int {
+func (r *running) wait(t testing.TB, within time.Duration) int {
 	t.Helper()
 	select {
 	case err := <-r.done:
@@ -99,7 +99,7 @@ func (r *running) wait(t *testing.T, within time.Duration) int {
 var startCreatedRE = regexp.MustCompile(`pipelinerun/(\S+) created in namespace (\S+)`)
 
 // created waits for start to say which PipelineRun it made.
-func (r *running) created(t *testing.T, s *stack, c catalog) *prRun {
+func (r *running) created(t testing.TB, s *stack, c catalog) *prRun {
 	t.Helper()
 	var name string
 	s.waitFor(t, "start to create a PipelineRun", 30*time.Second, func(context.Context) (bool, error) {

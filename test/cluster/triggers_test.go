@@ -222,7 +222,7 @@ func (s *stack) triggers(t *testing.T, c catalog) {
 	}
 }
 
-func readFile(t *testing.T, path string) string {
+func readFile(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -231,7 +231,7 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-func (s *stack) triggeredRuns(t *testing.T, c catalog) int {
+func (s *stack) triggeredRuns(t testing.TB, c catalog) int {
 	t.Helper()
 	list, err := s.tekton.TektonV1().PipelineRuns(c.ns()).List(context.Background(), metav1.ListOptions{LabelSelector: elLabelKey + "=" + elName})
 	if err != nil {
@@ -242,7 +242,7 @@ func (s *stack) triggeredRuns(t *testing.T, c catalog) int {
 
 // postEvent POSTs a GitHub push delivery to the sink, checks it is
 // accepted (202, the listener's name and an event ID) and returns the ID.
-func (s *stack) postEvent(t *testing.T, body []byte, headers map[string]string) string {
+func (s *stack) postEvent(t testing.TB, body []byte, headers map[string]string) string {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, "http://"+sinkAddr+"/", strings.NewReader(string(body)))
 	if err != nil {
@@ -291,7 +291,7 @@ func (s *stack) nsHTTP(roots *x509.CertPool) *http.Client {
 // like Tekton's), the github and cel ClusterInterceptors pointing at the core
 // interceptors server on 127.0.0.1, and starts that server and the Triggers
 // controller out of cluster.
-func (s *stack) installTriggers(t *testing.T) {
+func (s *stack) installTriggers(t testing.TB) {
 	t.Helper()
 	cfgDir := filepath.Join(moduleDir(t, "triggers", "github.com/tektoncd/triggers"), "config")
 	glob := func(pattern string) []string { return globAll(t, cfgDir, pattern) }
@@ -384,7 +384,7 @@ spec:
 // ServiceAccount (a token from the TokenRequest API): the RBAC in
 // examples/triggers/rbac.yaml is what lets it read the Triggers objects and
 // create the PipelineRun.
-func (s *stack) startSink(t *testing.T, c catalog) {
+func (s *stack) startSink(t testing.TB, c catalog) {
 	t.Helper()
 	ctx := context.Background()
 	tok, err := s.kube.CoreV1().ServiceAccounts(c.ns()).CreateToken(ctx, elSA, &authv1.TokenRequest{

@@ -510,9 +510,15 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
+// SkopeoPrefix, when set, is put before the skopeo command line: the
+// cluster test's registry listens inside a network namespace, where
+// skopeo must run (nsenter --net=...).
+var SkopeoPrefix []string
+
 // Skopeo runs skopeo against the plain-HTTP test registry.
 func Skopeo(ctx context.Context, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "skopeo", args...)
+	argv := append(append(append([]string{}, SkopeoPrefix...), "skopeo"), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -1,0 +1,515 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/tekton-multiarch/tekton-multiarch/test/realbuild"
+)
+
+// nodeProvider brings build nodes into the test's cluster. kwok's simulated
+// nodes (kwok_test.go) and the real node below are the two kinds; each
+// starts its processes with s.start, so they stop with the test (or subtest)
+// that started them.
+type nodeProvider interface {
+	startNodes(t testing.TB, s *stack)
+}
+
+// The real node: a kubelet with Debian's containerd and runc, on a CNI
+// bridge, all inside the stack's network namespace. Pods reach the node's
+// services (registry, git daemon) at the bridge's address; the API server
+// reaches the kubelet there too (logs, exec).
+const (
+	realNodeName = "real-amd64"
+	bridgeName   = "cni0"
+	bridgeCIDR   = "10.88.0.0/16"
+	bridgeIP     = "10.88.0.1"
+	// realNodeTaint keeps the kwok-driven runs, which tolerate nothing, off
+	// the real node: only a run that asks for it (realNodePodTemplate)
+	// lands there.
+	realNodeTaintKey = "cluster-test.tekton-multiarch.dev/real-node"
+	// kubeletRoot is the kubelet's default: the device plugin socket
+	// directory and the Localhost seccomp directory are fixed below it, and
+	// the catalog's profile loader installs into it.
+	kubeletRoot = "/var/lib/kubelet"
+)
+
+// realNode is one running real node.
+type realNode struct {
+	dir        string // containerd root and state, CNI config, kubelet files
+	socket     string // containerd's CRI socket
+	images     nodeImages
+	kubelet    *proc
+	kubeletCfg string
+	cri        *criClient
+}
+
+// envImages names a directory of images (as build-images.sh makes them)
+// instead of asking build-images.sh where the current ones are.
+const envImages = "TEKTON_MULTIARCH_NODE_IMAGES"
+
+// nodeImages are the images build-images.sh made, by role (images.env).
+type nodeImages struct {
+	dir  string
+	refs map[string]string // ENTRYPOINT_IMAGE, NOP_IMAGE, ... -> reference
+}
+
+func (im nodeImages) ref(t testing.TB, key string) string {
+	t.Helper()
+	r, ok := im.refs[key]
+	if !ok {
+		t.Fatalf("%s/images.env has no %s", im.dir, key)
+	}
+	return r
+}
+
+// loadNodeImages finds the images build-images.sh made for the current
+// sources, failing (naming the command) when they are not built.
+func loadNodeImages(t testing.TB) nodeImages {
+	t.Helper()
+	dir := os.Getenv(envImages)
+	if dir == "" {
+		out, err := exec.Command("./build-images.sh", "--dir").Output()
+		if err != nil {
+			t.Fatalf("test/cluster/build-images.sh --dir: %v", err)
+		}
+		dir = strings.TrimSpace(string(out))
+	}
+	im := nodeImages{dir: dir, refs: map[string]string{}}
+	f, err := os.Open(filepath.Join(im.dir, "images.env"))
+	if err != nil {
+		t.Fatalf("the real node's images are not built (%v): run test/cluster/build-images.sh (make e2e-cluster does)", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+		if ok && !strings.HasPrefix(k, "#") {
+			im.refs[k] = strings.Trim(v, `"'`)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return im
+}
+
+// realNodeProvider starts one real node; node is set once it is Ready.
+type realNodeProvider struct {
+	images nodeImages
+	node   *realNode
+}
+
+func (p *realNodeProvider) startNodes(t testing.TB, s *stack) { p.node = s.startRealNode(t, p.images) }
+
+// requireRealNodeHost fails, naming the package, when something the real
+// node needs is missing, and refuses to run beside a kubelet that is already
+// using this machine's kubelet directory.
+func requireRealNodeHost(t testing.TB) {
+	t.Helper()
+	var missing []string
+	for _, tool := range []struct{ path, pkg string }{
+		{"/usr/bin/containerd", "containerd"}, {"/usr/bin/ctr", "containerd"},
+		{"/usr/sbin/runc", "runc"}, {"/usr/lib/cni/bridge", "containernetworking-plugins"},
+		{"/usr/lib/cni/host-local", "containernetworking-plugins"}, {"/usr/lib/cni/loopback", "containernetworking-plugins"},
+	} {
+		if _, err := os.Stat(tool.path); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (apt-get install -y %s)", tool.path, tool.pkg))
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("the real node needs: %s", strings.Join(missing, ", "))
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Fatalf("the real node hands out /dev/fuse: %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(kubeletRoot, "pods")); len(entries) > 0 {
+		t.Fatalf("%s/pods is not empty: another kubelet uses this machine (or a crashed test left pods); stop it or clean up first", kubeletRoot)
+	}
+}
+
+// startRealNode brings up containerd, the kubelet and the fuse device
+// plugin, and waits until the node is Ready with /dev/fuse allocatable.
+// Everything is undone in t's cleanup, also on failure: pod sandboxes
+// removed through CRI (which stops the shims and tears down the pod
+// networks), processes stopped by PID, mounts below the node's directories
+// detached, its cgroups removed, the kernel settings the kubelet changes put
+// back.
+func (s *stack) startRealNode(t testing.TB, images nodeImages) *realNode {
+	t.Helper()
+	requireRealNodeHost(t)
+	n := &realNode{dir: filepath.Join(s.work, "node"), images: images}
+	n.socket = filepath.Join(n.dir, "containerd.sock")
+	for _, d := range []string{"containerd-root", "containerd-state", "cni/net.d", "cni/ipam", "pod-logs"} {
+		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kubeletExisted := exists(kubeletRoot)
+	sysctls := saveSysctls(t)
+	t.Cleanup(func() {
+		// Runs last: after every process of the node has stopped.
+		for _, d := range []string{kubeletRoot, n.dir} {
+			if err := realbuild.UnmountUnder(d); err != nil {
+				t.Errorf("unmounting under %s: %v", d, err)
+			}
+		}
+		// The kubelet bind-mounts its root directory onto itself to make it
+		// a shared mount.
+		if err := syscall.Unmount(kubeletRoot, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("unmounting %s: %v", kubeletRoot, err)
+		}
+		if !kubeletExisted {
+			if err := os.RemoveAll(kubeletRoot); err != nil {
+				t.Errorf("removing %s: %v", kubeletRoot, err)
+			}
+		}
+		removePodLogLinks(t, filepath.Join(n.dir, "pod-logs"))
+		removeCgroups(t, "kubepods")
+		sysctls.restore(t)
+	})
+
+	s.bridge(t)
+	s.writeContainerdConfig(t, n)
+	s.start(t, "containerd", nil, "/usr/bin/containerd", "--config", filepath.Join(n.dir, "containerd.toml"))
+	n.cri = dialCRI(t, n.socket)
+	// Registered after containerd's stop, so it runs before it: the
+	// kubelet (started below, stopped earlier still) must not recreate
+	// what this removes.
+	t.Cleanup(func() { n.cri.removeAllSandboxes(t) })
+	n.importImages(t)
+
+	n.kubeletCfg = filepath.Join(n.dir, "kubelet.yaml")
+	s.writeKubeletConfig(t, n, false)
+	s.writeNodeKubeconfig(t, n)
+	n.kubelet = s.startKubelet(t, n)
+	s.start(t, "fuse-device-plugin", nil, filepath.Join(s.bin, "fuse-device-plugin"),
+		"-resource="+fuseResource, "-count=100")
+	s.waitRealNodeReady(t)
+	return n
+}
+
+// bridge creates the pods' bridge with its address before the first pod
+// does, so the node's services can listen on it from the start; the CNI
+// bridge plugin takes an existing bridge as it is.
+func (s *stack) bridge(t testing.TB) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"link", "add", bridgeName, "type", "bridge"},
+		{"addr", "add", bridgeIP + "/16", "dev", bridgeName},
+		{"link", "set", bridgeName, "up"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"-n", s.nsName}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip -n %s %s: %v\n%s", s.nsName, strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// writeContainerdConfig writes containerd's own configuration: everything
+// under the node's directory, Debian's runc and CNI plugins, the test's
+// sandbox image.
+func (s *stack) writeContainerdConfig(t testing.TB, n *realNode) {
+	t.Helper()
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = %q
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %q
+  # This machine's root lacks CAP_SYS_RESOURCE: runc cannot lower a
+  # sandbox's oom_score_adj below its own, and every sandbox would fail.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "/usr/sbin/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = %q
+`, filepath.Join(n.dir, "containerd-root"), filepath.Join(n.dir, "containerd-state"), n.socket,
+		filepath.Join(n.dir, "opt"), n.images.ref(t, "PAUSE_IMAGE"), filepath.Join(n.dir, "cni/net.d"))
+	write(t, filepath.Join(n.dir, "containerd.toml"), []byte(cfg))
+	cni := fmt.Sprintf(`{
+  "cniVersion": "1.0.0",
+  "name": "tekton-multiarch-test",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": %q,
+      "isGateway": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": %q,
+        "ranges": [[{"subnet": %q, "gateway": %q}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`, bridgeName, filepath.Join(n.dir, "cni/ipam"), bridgeCIDR, bridgeIP)
+	if err := os.WriteFile(filepath.Join(n.dir, "cni/net.d/10-tekton-multiarch.conflist"), []byte(cni), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// importImages loads every image archive into containerd's k8s.io
+// namespace, where the kubelet finds them: nothing is ever pulled.
+func (n *realNode) importImages(t testing.TB) {
+	t.Helper()
+	archives, err := filepath.Glob(filepath.Join(n.images.dir, "*.tar"))
+	if err != nil || len(archives) == 0 {
+		t.Fatalf("no image archives in %s (%v): run test/cluster/build-images.sh", n.images.dir, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, a := range archives {
+		for {
+			out, err := exec.Command("ctr", "--address", n.socket, "-n", "k8s.io", "images", "import", a).CombinedOutput()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("ctr images import %s: %v\n%s", a, err, out)
+			}
+			time.Sleep(250 * time.Millisecond) // containerd still starting
+		}
+	}
+}
+
+// writeKubeletConfig writes the kubelet's configuration; seccompDefault is
+// what hardened clusters turn on: RuntimeDefault for every container that
+// names no profile.
+func (s *stack) writeKubeletConfig(t testing.TB, n *realNode, seccompDefault bool) {
+	t.Helper()
+	cfg := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: %s
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+# Only the API server, inside the test's network namespace, can reach this
+# port: the API server's log and exec requests (tkn pipelinerun logs) come
+# here without client certificates.
+authentication:
+  anonymous:
+    enabled: true
+  webhook:
+    enabled: false
+authorization:
+  mode: AlwaysAllow
+containerRuntimeEndpoint: unix://%s
+cgroupDriver: cgroupfs
+# This machine has cgroup v1 and no systemd as PID 1.
+failCgroupV1: false
+failSwapOn: false
+podLogsDir: %s
+seccompDefault: %t
+serializeImagePulls: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+# Evict nothing: a busy CI disk must not turn into a failed build.
+evictionHard:
+  memory.available: "1Mi"
+  nodefs.available: "0%%"
+  imagefs.available: "0%%"
+  nodefs.inodesFree: "0%%"
+resolvConf: ""
+`, bridgeIP, n.socket, filepath.Join(n.dir, "pod-logs"), seccompDefault)
+	write(t, n.kubeletCfg, []byte(cfg))
+}
+
+// writeNodeKubeconfig gives the kubelet the credentials of a node
+// (system:node:<name> in system:nodes), which the API server's Node
+// authorizer limits to its own node and pods, as on a real cluster.
+func (s *stack) writeNodeKubeconfig(t testing.TB, n *realNode) {
+	t.Helper()
+	crt, key := s.pki.sign(20, pkix.Name{CommonName: "system:node:" + realNodeName, Organization: []string{"system:nodes"}},
+		x509.ExtKeyUsageClientAuth, nil, nil)
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["cluster-test"] = &clientcmdapi.Cluster{Server: apiServer, CertificateAuthorityData: s.pki.caPEM}
+	kc.AuthInfos["node"] = &clientcmdapi.AuthInfo{ClientCertificateData: crt, ClientKeyData: key}
+	kc.Contexts["node"] = &clientcmdapi.Context{Cluster: "cluster-test", AuthInfo: "node"}
+	kc.CurrentContext = "node"
+	if err := clientcmd.WriteToFile(*kc, filepath.Join(n.dir, "kubelet.kubeconfig")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *stack) startKubelet(t testing.TB, n *realNode) *proc {
+	t.Helper()
+	return s.start(t, "kubelet", nil, filepath.Join(s.bin, "kubelet"),
+		"--config="+n.kubeletCfg,
+		"--kubeconfig="+filepath.Join(n.dir, "kubelet.kubeconfig"),
+		"--root-dir="+kubeletRoot,
+		"--hostname-override="+realNodeName,
+		"--node-ip="+bridgeIP,
+		"--node-labels=type=real",
+		"--register-with-taints="+realNodeTaintKey+"=true:NoSchedule",
+		"--v=2")
+}
+
+// restartKubelet stops the kubelet and starts it again with seccompDefault
+// as given; pods already finished stay as they are.
+func (s *stack) restartKubelet(t testing.TB, n *realNode, seccompDefault bool) {
+	t.Helper()
+	s.stopNow(t, n.kubelet)
+	s.writeKubeletConfig(t, n, seccompDefault)
+	n.kubelet = s.startKubelet(t, n)
+	// The new kubelet must have reported itself: a Ready condition from
+	// before the restart says nothing.
+	since := time.Now()
+	s.waitFor(t, "node "+realNodeName+" Ready after the kubelet restart", 90*time.Second, func(ctx context.Context) (bool, error) {
+		node, err := s.kube.CoreV1().Nodes().Get(ctx, realNodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && c.LastHeartbeatTime.After(since) {
+				return nodeHasFuse(node), fmt.Errorf("node %s has no %s allocatable yet", realNodeName, fuseResource)
+			}
+		}
+		return false, fmt.Errorf("node %s not Ready since the restart", realNodeName)
+	})
+}
+
+func nodeHasFuse(node *corev1.Node) bool {
+	q, ok := node.Status.Allocatable[corev1.ResourceName(fuseResource)]
+	return ok && !q.IsZero()
+}
+
+func (s *stack) waitRealNodeReady(t testing.TB) {
+	t.Helper()
+	s.waitFor(t, "node "+realNodeName+" Ready with "+fuseResource, 120*time.Second, func(ctx context.Context) (bool, error) {
+		node, err := s.kube.CoreV1().Nodes().Get(ctx, realNodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				if c.Status != corev1.ConditionTrue {
+					return false, fmt.Errorf("node %s: Ready=%s: %s", realNodeName, c.Status, c.Message)
+				}
+				return nodeHasFuse(node), fmt.Errorf("node %s has no %s allocatable yet", realNodeName, fuseResource)
+			}
+		}
+		return false, fmt.Errorf("node %s has no Ready condition yet", realNodeName)
+	})
+}
+
+// realNodePodTemplate puts every pod of a run on the real node: the amd64
+// and the arm64 build (under emulation) and the manifest.
+func realNodePodTemplate() map[string]any {
+	return map[string]any{
+		"nodeSelector": map[string]any{"kubernetes.io/hostname": realNodeName},
+		"tolerations": []any{map[string]any{
+			"key": realNodeTaintKey, "operator": "Exists", "effect": "NoSchedule",
+		}},
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// sysctlSnapshot holds the kernel settings the kubelet sets at start
+// (vm.overcommit_memory, kernel.panic, ...), to put them back.
+type sysctlSnapshot map[string]string
+
+var kubeletSysctls = []string{
+	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+}
+
+func saveSysctls(t testing.TB) sysctlSnapshot {
+	t.Helper()
+	snap := sysctlSnapshot{}
+	for _, k := range kubeletSysctls {
+		b, err := os.ReadFile("/proc/sys/" + k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap[k] = strings.TrimSpace(string(b))
+	}
+	return snap
+}
+
+func (snap sysctlSnapshot) restore(t testing.TB) {
+	for k, v := range snap {
+		if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
+			t.Errorf("restoring %s=%s: %v", k, v, err)
+		}
+	}
+}
+
+// removePodLogLinks removes the links the kubelet made in
+// /var/log/containers (a fixed directory) to logs under podLogs.
+func removePodLogLinks(t testing.TB, podLogs string) {
+	entries, _ := os.ReadDir("/var/log/containers")
+	for _, e := range entries {
+		p := filepath.Join("/var/log/containers", e.Name())
+		if target, err := os.Readlink(p); err == nil && strings.HasPrefix(target, podLogs) {
+			if err := os.Remove(p); err != nil {
+				t.Errorf("removing %s: %v", p, err)
+			}
+		}
+	}
+}
+
+// removeCgroups removes the cgroup tree name (the kubelet's kubepods) from
+// every cgroup v1 hierarchy, deepest first; the processes in it are gone by
+// then.
+func removeCgroups(t testing.TB, name string) {
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
+	for _, h := range append(hierarchies, "/sys/fs/cgroup/unified") {
+		root := filepath.Join(h, name)
+		if !exists(root) {
+			continue
+		}
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if err := os.Remove(dirs[i]); err != nil && !os.IsNotExist(err) {
+				t.Errorf("removing cgroup %s: %v", dirs[i], err)
+			}
+		}
+	}
+}
+
+// listenAddr is host:port on the node's bridge address, where pods reach
+// the test's registry and git daemon.
+func listenAddr(port int) string { return net.JoinHostPort(bridgeIP, fmt.Sprint(port)) }
