@@ -22,5 +22,5 @@ var Manifest string
 
 // LoadAppArmor installs and loads the AppArmor profile on a node.
 //
-//go:embed apparmor-load.sh
+//go:embed load-node-profiles.sh
 var LoadAppArmor string

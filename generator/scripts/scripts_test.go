@@ -12,14 +12,14 @@ func TestShellcheck(t *testing.T) {
 	if err != nil {
 		t.Fatal("shellcheck is not installed: apt-get install -y shellcheck (.ci/run does)")
 	}
-	out, err := exec.Command(path, "--shell=sh", "--severity=style", "clone.sh", "build.sh", "manifest.sh", "apparmor-load.sh").CombinedOutput()
+	out, err := exec.Command(path, "--shell=sh", "--severity=style", "clone.sh", "build.sh", "manifest.sh", "load-node-profiles.sh").CombinedOutput()
 	if err != nil {
 		t.Fatalf("shellcheck: %v\n%s", err, out)
 	}
 }
 
 func TestScriptsTakeNoTektonVariables(t *testing.T) {
-	for name, s := range map[string]string{"clone.sh": Clone, "build.sh": Build, "manifest.sh": Manifest, "apparmor-load.sh": LoadAppArmor} {
+	for name, s := range map[string]string{"clone.sh": Clone, "build.sh": Build, "manifest.sh": Manifest, "load-node-profiles.sh": LoadAppArmor} {
 		if !strings.HasPrefix(s, "#!/bin/sh\n") {
 			t.Errorf("%s: must start with #!/bin/sh (the images have no bash guarantee)", name)
 		}
