@@ -140,6 +140,9 @@ func TestKubernetesValidation(t *testing.T) {
 				"*v1beta1.EventListener": 1, "*v1beta1.TriggerBinding": 1, "*v1beta1.TriggerTemplate": 1,
 				"*v1.RoleBinding": 1, "*v1.ClusterRoleBinding": 1,
 			}
+			if !tc.cfg.AppArmor.UsesAppArmor() {
+				want["*cluster.AppArmorProfile"] = 0
+			}
 			for k, n := range want {
 				if kinds[k] != n {
 					t.Errorf("%d %s objects, want %d (all: %v)", kinds[k], k, n, kinds)

@@ -1,6 +1,9 @@
 package catalog
 
 import (
+	"path"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -11,11 +14,16 @@ import (
 
 // ClusterObjects are the cluster prerequisites under examples/cluster/.
 type ClusterObjects struct {
-	FusePlugin      *appsv1.DaemonSet
-	Profile         string // the AppArmor profile text
+	FusePlugin *appsv1.DaemonSet
+	// The build steps' seccomp profile, and the file the kubelet reads.
+	SeccompProfile *specs.LinuxSeccomp
+	Seccomp        []byte
+	// The AppArmor profile text and its security-profiles-operator object;
+	// "" and nil in apparmor.mode none.
+	Profile         string
+	OperatorProfile *cluster.AppArmorProfile
 	LoaderConfig    *corev1.ConfigMap
 	Loader          *appsv1.DaemonSet
-	OperatorProfile *cluster.AppArmorProfile
 	Identity        cluster.Identity
 }
 
@@ -25,14 +33,31 @@ func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
 	if c.FusePlugin, err = cluster.FuseDevicePlugin(cfg); err != nil {
 		return c, err
 	}
-	if c.Profile, err = cluster.Profile(cfg.AppArmor.Profile); err != nil {
+	if c.SeccompProfile, err = cluster.BuildSeccomp(cfg); err != nil {
 		return c, err
 	}
-	c.LoaderConfig, c.Loader = cluster.Loader(cfg, c.Profile)
-	c.OperatorProfile = cluster.OperatorProfile(cfg, c.Profile)
+	if c.Seccomp, err = cluster.SeccompJSON(c.SeccompProfile); err != nil {
+		return c, err
+	}
+	if cfg.AppArmor.UsesAppArmor() {
+		if c.Profile, err = cluster.Profile(cfg.AppArmor.Profile); err != nil {
+			return c, err
+		}
+		c.OperatorProfile = cluster.OperatorProfile(cfg, c.Profile)
+	}
+	c.LoaderConfig, c.Loader = cluster.Loader(cfg, c.Seccomp, c.Profile)
 	c.Identity = cluster.NewIdentity(cfg)
 	return c, nil
 }
+
+// SeccompFile is where the seccomp profile is generated: named as the
+// kubelet's directory names it, without its subdirectories.
+func SeccompFile(cfg *config.Config) string {
+	return "examples/cluster/seccomp/" + path.Base(cfg.Seccomp.Profile)
+}
+
+// LoaderFile is the node-profile loader's manifest.
+const LoaderFile = "examples/cluster/node-profiles/node-profile-loader.yaml"
 
 // addCluster renders the cluster prerequisites under examples/cluster/.
 func addCluster(files render.Files, cfg *config.Config, o Objects) error {
@@ -69,21 +94,30 @@ func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 		c.FusePlugin); err != nil {
 		return err
 	}
-	files["examples/cluster/apparmor/"+cfg.AppArmor.Profile] = []byte(c.Profile)
-	if err := multi("examples/cluster/apparmor/loader/apparmor-loader.yaml",
-		"# Install and load the AppArmor profile "+cfg.AppArmor.Profile+" on every node:\n"+
-			"#   kubectl apply -f examples/cluster/apparmor/loader/\n"+
+	files[SeccompFile(cfg)] = c.Seccomp
+	loaderNote := "# Install the seccomp profile " + cfg.Seccomp.Profile + " on every node"
+	access := "the kubelet's seccomp directory " + cfg.Seccomp.KubeletDir + ", no capability"
+	if cfg.AppArmor.UsesAppArmor() {
+		loaderNote += ", and load the AppArmor profile " + cfg.AppArmor.Profile
+		access = "the kubelet's seccomp directory, CAP_MAC_ADMIN, CAP_SYS_CHROOT, the node's root read-only"
+	}
+	if err := multi(LoaderFile,
+		loaderNote+":\n"+
+			"#   kubectl apply -f "+path.Dir(LoaderFile)+"/\n"+
 			"# Its init container is the only container of this project with host access\n"+
-			"# (CAP_MAC_ADMIN, CAP_SYS_CHROOT, the node's root read-only): see examples/cluster/README.md.\n",
+			"# ("+access+"): see examples/cluster/README.md.\n",
 		c.LoaderConfig, c.Loader); err != nil {
 		return err
 	}
-	if err := multi("examples/cluster/apparmor/security-profiles-operator/apparmorprofile.yaml",
-		"# The same profile through the security-profiles-operator, releases up to v0.8.4 only (later\n"+
-			"# ones dropped spec.policy and cannot express mount), with AppArmor enabled in it; see\n"+
-			"# examples/cluster/README.md. kubectl apply -f examples/cluster/apparmor/security-profiles-operator/\n",
-		c.OperatorProfile); err != nil {
-		return err
+	if cfg.AppArmor.UsesAppArmor() {
+		files["examples/cluster/apparmor/"+cfg.AppArmor.Profile] = []byte(c.Profile)
+		if err := multi("examples/cluster/apparmor/security-profiles-operator/apparmorprofile.yaml",
+			"# The same profile through the security-profiles-operator, releases up to v0.8.4 only (later\n"+
+				"# ones dropped spec.policy and cannot express mount), with AppArmor enabled in it; see\n"+
+				"# examples/cluster/README.md. kubectl apply -f examples/cluster/apparmor/security-profiles-operator/\n",
+			c.OperatorProfile); err != nil {
+			return err
+		}
 	}
 	r, err := readme("cluster", cfg, o, nil)
 	if err != nil {

@@ -160,17 +160,9 @@ func TestBuildPods(t *testing.T) {
 				if cfg.Build.StorageDriver == "vfs" && ok {
 					t.Errorf("%s: vfs build asks for %s", a.Platform(), fuse)
 				}
-				switch cfg.AppArmor.Mode {
-				case config.AppArmorField:
-					ap := build.SecurityContext.AppArmorProfile
-					if ap == nil || ap.Type != corev1.AppArmorProfileTypeLocalhost || *ap.LocalhostProfile != cfg.AppArmor.Profile {
-						t.Errorf("%s: step-build appArmorProfile = %+v", a.Platform(), ap)
-					}
-				case config.AppArmorAnnotation:
-					key := tasks.AppArmorAnnotationPrefix + "step-build"
-					if got := p.Annotations[key]; got != "localhost/"+cfg.AppArmor.Profile {
-						t.Errorf("%s: pod annotation %s = %q", a.Platform(), key, got)
-					}
+				checkBuildahSecurity(t, cfg, p, "step-build")
+				if sp := clone.SecurityContext.SeccompProfile; sp != nil {
+					t.Errorf("%s: step-clone names seccomp profile %+v; the kubelet's default is for it", a.Platform(), sp)
 				}
 				for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
 					if c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged {
@@ -205,7 +197,54 @@ func TestBuildPods(t *testing.T) {
 			if v := baselineViolations(mp); v != "" {
 				t.Errorf("the manifest pod is not admitted under Pod Security baseline: %s", v)
 			}
+			checkBuildahSecurity(t, cfg, mp, "step-manifest")
 		})
+	}
+}
+
+// checkBuildahSecurity: a buildah step runs under the Localhost seccomp
+// profile, with the AppArmor profile as the mode asks (none: no AppArmor
+// anywhere in the pod), with the runtime's default capabilities.
+func checkBuildahSecurity(t *testing.T, cfg *config.Config, p *corev1.Pod, name string) {
+	t.Helper()
+	c := container(p, name)
+	if c == nil || c.SecurityContext == nil {
+		t.Fatalf("%s: no %s or no securityContext", p.Name, name)
+	}
+	sc := c.SecurityContext
+	if sp := sc.SeccompProfile; sp == nil || sp.Type != corev1.SeccompProfileTypeLocalhost || sp.LocalhostProfile == nil || *sp.LocalhostProfile != cfg.Seccomp.Profile {
+		t.Errorf("%s %s: seccompProfile = %+v, want Localhost %s", p.Name, name, sp, cfg.Seccomp.Profile)
+	}
+	if sc.Capabilities != nil {
+		t.Errorf("%s %s: capabilities %+v, want the runtime's default set the seccomp profile is made for", p.Name, name, sc.Capabilities)
+	}
+	key := tasks.AppArmorAnnotationPrefix + name
+	ap := sc.AppArmorProfile
+	switch cfg.AppArmor.Mode {
+	case config.AppArmorField:
+		if ap == nil || ap.Type != corev1.AppArmorProfileTypeLocalhost || *ap.LocalhostProfile != cfg.AppArmor.Profile {
+			t.Errorf("%s %s: appArmorProfile = %+v", p.Name, name, ap)
+		}
+	case config.AppArmorAnnotation:
+		if got := p.Annotations[key]; got != "localhost/"+cfg.AppArmor.Profile {
+			t.Errorf("%s: pod annotation %s = %q", p.Name, key, got)
+		}
+	case config.AppArmorNone:
+		for k := range p.Annotations {
+			if strings.HasPrefix(k, tasks.AppArmorAnnotationPrefix) {
+				t.Errorf("%s: AppArmor annotation %s in mode none", p.Name, k)
+			}
+		}
+		for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+			if c.SecurityContext != nil && c.SecurityContext.AppArmorProfile != nil {
+				t.Errorf("%s %s: appArmorProfile %+v in mode none", p.Name, c.Name, c.SecurityContext.AppArmorProfile)
+			}
+		}
+		if p.Spec.SecurityContext != nil && p.Spec.SecurityContext.AppArmorProfile != nil {
+			t.Errorf("%s: pod appArmorProfile in mode none", p.Name)
+		}
+	default:
+		t.Fatalf("no check for apparmor.mode %q", cfg.AppArmor.Mode)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	"path"
 	"strings"
 	"text/template"
 
@@ -51,6 +52,25 @@ var funcs = template.FuncMap{
 	"eventTypes":   triggers.EventTypes,
 	"install":      InstallCommand,
 	"sample":       SampleFile,
+	"code": func(xs []string) string {
+		q := make([]string, len(xs))
+		for i, x := range xs {
+			q[i] = "`" + x + "`"
+		}
+		return strings.Join(q, ", ")
+	},
+	"seccompFile":   SeccompFile,
+	"loaderDir":     func() string { return path.Dir(LoaderFile) },
+	"seccompAdded":  func() []string { return cluster.BuildahSyscalls },
+	"seccompKernel": func() string { return cluster.MaxMinKernel },
+	"loaderName":    func() string { return cluster.LoaderName },
+	"seccompArches": func(o Objects) []string {
+		var a []string
+		for _, x := range o.Cluster.SeccompProfile.Architectures {
+			a = append(a, string(x))
+		}
+		return a
+	},
 }
 
 // usernsNote says how the profile deals with user namespace mediation.

@@ -1,7 +1,8 @@
 // Package cluster builds what a cluster needs before its first build: the
-// fuse device plugin, the AppArmor profile and two ways to put it on every
-// node, and the build identity (namespace, ServiceAccount, RBAC, the shape of
-// the registry Secret). All typed k8s.io/api objects.
+// fuse device plugin, the build steps' seccomp and AppArmor profiles and the
+// ways to put them on every node, and the build identity (namespace,
+// ServiceAccount, RBAC, the shape of the registry Secret). All typed
+// k8s.io/api objects.
 package cluster
 
 import (
@@ -9,6 +10,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -25,7 +28,7 @@ import (
 // Names of the generated objects.
 const (
 	FusePluginName     = "fuse-device-plugin"
-	LoaderName         = "apparmor-loader"
+	LoaderName         = "node-profile-loader"
 	StarterRole        = "multiarch-build-starter"
 	partOf             = "tekton-multiarch"
 	kubeletPluginsPath = "/var/lib/kubelet/device-plugins"
@@ -105,16 +108,76 @@ func FuseDevicePlugin(cfg *config.Config) (*appsv1.DaemonSet, error) {
 	}, nil
 }
 
-// Loader is the DaemonSet that writes the profile under /etc/apparmor.d on
-// every node and loads it, and the ConfigMap it reads the profile from.
-func Loader(cfg *config.Config, profile string) (*corev1.ConfigMap, *appsv1.DaemonSet) {
-	name := cfg.AppArmor.Profile
+// The node-profile loader's ConfigMap keys and mount points.
+const (
+	loaderScriptKey  = "load.sh"
+	loaderSeccompKey = "seccomp.json" // ConfigMap keys cannot hold the profile's '/'
+	loaderMount      = "/loader"
+	seccompMount     = "/kubelet-seccomp"
+	hostMount        = "/host"
+)
+
+// Loader is the DaemonSet that installs the node profiles on every node, and
+// the ConfigMap it reads them from: the build steps' seccomp profile, into the
+// kubelet's seccomp directory, and, unless apparmor.mode is none, the
+// AppArmor profile, written under /etc/apparmor.d and loaded with the node's
+// own apparmor_parser. apparmor is the AppArmor profile text, "" for none.
+func Loader(cfg *config.Config, seccompJSON []byte, apparmor string) (*corev1.ConfigMap, *appsv1.DaemonSet) {
+	withAppArmor := cfg.AppArmor.UsesAppArmor()
+	data := map[string]string{loaderScriptKey: scripts.LoadNodeProfiles, loaderSeccompKey: string(seccompJSON)}
+	env := []corev1.EnvVar{
+		{Name: "SECCOMP_PROFILE", Value: cfg.Seccomp.Profile},
+		{Name: "SECCOMP_FILE", Value: loaderMount + "/" + loaderSeccompKey},
+		{Name: "SECCOMP_DIR", Value: seccompMount},
+		{Name: "SECCOMP_NODE_DIR", Value: cfg.Seccomp.KubeletDir},
+	}
+	mounts := []corev1.VolumeMount{
+		{Name: "loader", MountPath: loaderMount, ReadOnly: true},
+		{Name: "kubelet-seccomp", MountPath: seccompMount},
+	}
+	volumes := []corev1.Volume{
+		{Name: "loader", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: LoaderName}}}},
+		{Name: "kubelet-seccomp", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: cfg.Seccomp.KubeletDir, Type: ptr(corev1.HostPathDirectoryOrCreate)}}},
+	}
+	// Root, to write the root-owned kubelet directory it owns; no capability.
+	sc := &corev1.SecurityContext{
+		RunAsUser:                ptr(int64(0)),
+		AllowPrivilegeEscalation: ptr(false),
+		ReadOnlyRootFilesystem:   ptr(true),
+		Capabilities:             dropAll(),
+	}
+	if withAppArmor {
+		name := cfg.AppArmor.Profile
+		data[name] = apparmor
+		env = append(env,
+			corev1.EnvVar{Name: "APPARMOR_PROFILE", Value: name},
+			corev1.EnvVar{Name: "APPARMOR_FILE", Value: loaderMount + "/" + name},
+			corev1.EnvVar{Name: "HOST_ROOT", Value: hostMount},
+		)
+		mounts = append(mounts,
+			corev1.VolumeMount{Name: "host", MountPath: hostMount, ReadOnly: true},
+			corev1.VolumeMount{Name: "apparmor-d", MountPath: hostMount + "/etc/apparmor.d"},
+		)
+		volumes = append(volumes,
+			corev1.Volume{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/", Type: ptr(corev1.HostPathDirectory)}}},
+			corev1.Volume{Name: "apparmor-d", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/etc/apparmor.d", Type: ptr(corev1.HostPathDirectoryOrCreate)}}},
+		)
+		// Loading policy takes MAC_ADMIN, the node's parser SYS_CHROOT, and
+		// writing securityfs no AppArmor confinement (the runtime's default
+		// profile forbids it). Still not privileged: no devices, no other
+		// capability.
+		sc.Capabilities.Add = []corev1.Capability{"MAC_ADMIN", "SYS_CHROOT"}
+		sc.AppArmorProfile = &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeUnconfined}
+	}
 	cm := &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		ObjectMeta: metav1.ObjectMeta{Name: LoaderName, Namespace: cfg.Cluster.Namespace, Labels: labels(LoaderName)},
-		Data:       map[string]string{name: profile, "load.sh": scripts.LoadAppArmor},
+		Data:       data,
 	}
-	sum := sha256.Sum256([]byte(profile + scripts.LoadAppArmor))
+	sum := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		fmt.Fprintf(sum, "%s\x00%s\x00", k, data[k])
+	}
 	l := labels(LoaderName)
 	ds := &appsv1.DaemonSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
@@ -128,47 +191,27 @@ func Loader(cfg *config.Config, profile string) (*corev1.ConfigMap, *appsv1.Daem
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels: l,
-					// A changed profile or script rolls the pods, which reload it.
-					Annotations: map[string]string{"tekton-multiarch.dev/profile-sha256": hex.EncodeToString(sum[:])},
+					// A changed profile or script rolls the pods, which reinstall them.
+					Annotations: map[string]string{"tekton-multiarch.dev/profiles-sha256": hex.EncodeToString(sum.Sum(nil))},
 				},
 				Spec: corev1.PodSpec{
 					NodeSelector: map[string]string{corev1.LabelOSStable: "linux"},
 					Tolerations:  cfg.Cluster.Tolerations,
+					// The one container in this project with host access, and
+					// only the part it needs.
 					InitContainers: []corev1.Container{{
-						Name:    "load",
-						Image:   cfg.Cluster.AppArmorLoaderImage,
-						Command: []string{"/bin/sh", "/loader/load.sh"},
-						Env: []corev1.EnvVar{
-							{Name: "PROFILE_NAME", Value: name},
-							{Name: "PROFILE_FILE", Value: "/loader/" + name},
-							{Name: "HOST_ROOT", Value: "/host"},
-						},
-						// The one container in this project with host access, and
-						// only the part it needs: load policy (MAC_ADMIN) with the
-						// node's parser (SYS_CHROOT), unconfined because the
-						// runtime's default profile forbids writing securityfs.
-						// Not privileged: no devices, no other capability.
-						SecurityContext: &corev1.SecurityContext{
-							RunAsUser:                ptr(int64(0)),
-							AllowPrivilegeEscalation: ptr(false),
-							ReadOnlyRootFilesystem:   ptr(true),
-							Capabilities: &corev1.Capabilities{
-								Drop: []corev1.Capability{"ALL"},
-								Add:  []corev1.Capability{"MAC_ADMIN", "SYS_CHROOT"},
-							},
-							AppArmorProfile: &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeUnconfined},
-						},
-						VolumeMounts: []corev1.VolumeMount{
-							{Name: "loader", MountPath: "/loader", ReadOnly: true},
-							{Name: "host", MountPath: "/host", ReadOnly: true},
-							{Name: "apparmor-d", MountPath: "/host/etc/apparmor.d"},
-						},
+						Name:            "load",
+						Image:           cfg.Cluster.NodeProfileLoaderImage,
+						Command:         []string{"/bin/sh", loaderMount + "/" + loaderScriptKey},
+						Env:             env,
+						SecurityContext: sc,
+						VolumeMounts:    mounts,
 					}},
-					// Once loaded, nothing more to do: sleep with no privilege at
-					// all, so the DaemonSet stays Ready and reloads on change.
+					// Once installed, nothing more to do: sleep with no privilege
+					// at all, so the DaemonSet stays Ready and reinstalls on change.
 					Containers: []corev1.Container{{
 						Name:    "sleep",
-						Image:   cfg.Cluster.AppArmorLoaderImage,
+						Image:   cfg.Cluster.NodeProfileLoaderImage,
 						Command: []string{"/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"},
 						Resources: corev1.ResourceRequirements{
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1m"), corev1.ResourceMemory: resource.MustParse("4Mi")},
@@ -182,11 +225,7 @@ func Loader(cfg *config.Config, profile string) (*corev1.ConfigMap, *appsv1.Daem
 							Capabilities:             dropAll(),
 						},
 					}},
-					Volumes: []corev1.Volume{
-						{Name: "loader", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: LoaderName}}}},
-						{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/", Type: ptr(corev1.HostPathDirectory)}}},
-						{Name: "apparmor-d", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/etc/apparmor.d", Type: ptr(corev1.HostPathDirectoryOrCreate)}}},
-					},
+					Volumes: volumes,
 				},
 			},
 		},

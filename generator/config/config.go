@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"regexp"
 	"slices"
 	"sort"
@@ -35,6 +36,7 @@ type Config struct {
 	Images        Images         `json:"images"`
 	Build         Build          `json:"build"`
 	AppArmor      AppArmor       `json:"apparmor"`
+	Seccomp       Seccomp        `json:"seccomp"`
 	Cluster       Cluster        `json:"cluster"`
 	Triggers      Triggers       `json:"triggers"`
 	Example       Example        `json:"example"`
@@ -59,11 +61,11 @@ const (
 
 // Cluster is about the node-level prerequisites.
 type Cluster struct {
-	Namespace             string              `json:"namespace"`
-	FuseDevicePluginImage string              `json:"fuseDevicePluginImage"`
-	FuseCapacity          int                 `json:"fuseCapacity"`
-	AppArmorLoaderImage   string              `json:"apparmorLoaderImage"`
-	Tolerations           []corev1.Toleration `json:"tolerations"`
+	Namespace              string              `json:"namespace"`
+	FuseDevicePluginImage  string              `json:"fuseDevicePluginImage"`
+	FuseCapacity           int                 `json:"fuseCapacity"`
+	NodeProfileLoaderImage string              `json:"nodeProfileLoaderImage"`
+	Tolerations            []corev1.Toleration `json:"tolerations"`
 }
 
 // Catalog is about the published catalog itself.
@@ -102,6 +104,14 @@ type AppArmor struct {
 	Mode    string `json:"mode"`
 }
 
+// Seccomp names the Localhost seccomp profile the buildah steps run under
+// and where the kubelet looks for it on every node.
+type Seccomp struct {
+	// Profile is the step's localhostProfile: a path relative to KubeletDir.
+	Profile    string `json:"profile"`
+	KubeletDir string `json:"kubeletDir"`
+}
+
 // Example is what the example PipelineRun and the samples build.
 type Example struct {
 	Namespace      string `json:"namespace"`
@@ -116,7 +126,13 @@ type Example struct {
 const (
 	AppArmorField      = "field"
 	AppArmorAnnotation = "annotation"
+	// AppArmorNone is for nodes whose kernel has no AppArmor: the kubelet
+	// refuses every pod that asks for a profile there.
+	AppArmorNone = "none"
 )
+
+// UsesAppArmor says whether the build steps ask for the AppArmor profile.
+func (a AppArmor) UsesAppArmor() bool { return a.Mode != AppArmorNone }
 
 // Platform is the OCI platform string buildah takes, e.g. linux/arm/v7.
 func (a Architecture) Platform() string {
@@ -226,6 +242,10 @@ func decodeStrict(data []byte, c *Config) []FieldError {
 	for _, e := range strict {
 		msg := e.Error()
 		if m := unknownField.FindStringSubmatch(msg); m != nil {
+			if now, ok := renamedFields[m[1]]; ok {
+				out = append(out, FieldError{Path: m[1], Message: "renamed to " + now + "; rename the field"})
+				continue
+			}
 			out = append(out, FieldError{Path: m[1], Message: "unknown field; run `generator config` to see every field this version accepts"})
 			continue
 		}
@@ -236,6 +256,13 @@ func decodeStrict(data []byte, c *Config) []FieldError {
 		out = append(out, FieldError{Path: "(file)", Message: msg})
 	}
 	return out
+}
+
+// renamedFields are old field paths, so that a configuration written for an
+// earlier version is told the new name instead of "unknown field".
+var renamedFields = map[string]string{
+	// The loader installs the seccomp profile too, AppArmor or not.
+	"cluster.apparmorLoaderImage": "cluster.nodeProfileLoaderImage",
 }
 
 var (
@@ -340,7 +367,7 @@ func (c *Config) Validate() []FieldError {
 	checkImage("images.gitSync", c.Images.GitSync)
 	checkImage("images.buildah", c.Images.Buildah)
 	checkImage("cluster.fuseDevicePluginImage", c.Cluster.FuseDevicePluginImage)
-	checkImage("cluster.apparmorLoaderImage", c.Cluster.AppArmorLoaderImage)
+	checkImage("cluster.nodeProfileLoaderImage", c.Cluster.NodeProfileLoaderImage)
 	for _, m := range validation.IsDNS1123Label(c.Cluster.Namespace) {
 		add("cluster.namespace", "%q: %s", c.Cluster.Namespace, m)
 	}
@@ -370,9 +397,15 @@ func (c *Config) Validate() []FieldError {
 		add("apparmor.profile", "%q is not a usable profile name: %s (the security-profiles-operator names an object after it)", c.AppArmor.Profile, strings.Join(msgs, "; "))
 	}
 	switch c.AppArmor.Mode {
-	case AppArmorField, AppArmorAnnotation:
+	case AppArmorField, AppArmorAnnotation, AppArmorNone:
 	default:
-		add("apparmor.mode", "%q is not a mode; use field (Kubernetes >= 1.30) or annotation (older clusters)", c.AppArmor.Mode)
+		add("apparmor.mode", "%q is not a mode; use field (Kubernetes >= 1.30), annotation (older clusters) or none (nodes without AppArmor)", c.AppArmor.Mode)
+	}
+	if msg := SeccompProfileProblem(c.Seccomp.Profile); msg != "" {
+		add("seccomp.profile", "%s", msg)
+	}
+	if msg := kubeletDirProblem(c.Seccomp.KubeletDir); msg != "" {
+		add("seccomp.kubeletDir", "%s", msg)
 	}
 
 	switch c.Triggers.Provider {
@@ -510,6 +543,50 @@ func TaggedImageProblem(ref string) string {
 	// The per-arch tag adds up to 7 characters (-arm-v7, -ppc64le); tags are at most 128.
 	if len(tag.TagStr()) > 120 {
 		return fmt.Sprintf("tag %q is too long: per-architecture tags add a suffix and must stay within 128 characters", tag.TagStr())
+	}
+	return ""
+}
+
+var safePath = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
+
+// SeccompProfileProblem says why p cannot be the build steps'
+// localhostProfile, or "". The kubelet resolves it under its seccomp
+// directory and the node-profile loader writes it there, so it must stay
+// inside that directory.
+func SeccompProfileProblem(p string) string {
+	const example = "e.g. tekton-multiarch/buildah.json"
+	switch {
+	case p == "":
+		return "empty; give the profile's path under the kubelet's seccomp directory, " + example
+	case strings.HasPrefix(p, "/"):
+		return fmt.Sprintf("%q is absolute; give a path relative to the kubelet's seccomp directory (seccomp.kubeletDir), %s", p, example)
+	case slices.Contains(strings.Split(p, "/"), ".."):
+		return fmt.Sprintf("%q leaves the kubelet's seccomp directory; remove the '..', %s", p, example)
+	case !safePath.MatchString(p):
+		return fmt.Sprintf("%q may only hold letters, digits, '.', '_', '-' and '/', %s", p, example)
+	case path.Clean(p) != p:
+		return fmt.Sprintf("%q is not a clean path; write it as %q", p, path.Clean(p))
+	case !strings.HasSuffix(p, ".json") || strings.HasSuffix(p, "/.json"):
+		return fmt.Sprintf("%q does not name a .json file; the profile is JSON, %s", p, example)
+	}
+	return ""
+}
+
+func kubeletDirProblem(d string) string {
+	const example = "the kubelet's default is /var/lib/kubelet/seccomp (<kubelet --root-dir>/seccomp)"
+	switch {
+	case d == "":
+		return "empty; give the kubelet's seccomp directory on the nodes; " + example
+	case !strings.HasPrefix(d, "/"):
+		return fmt.Sprintf("%q is relative; give the absolute path on the nodes; %s", d, example)
+	case slices.Contains(strings.Split(d, "/"), ".."):
+		return fmt.Sprintf("%q has a '..'; give the directory itself; %s", d, example)
+	case !safePath.MatchString(d):
+		return fmt.Sprintf("%q may only hold letters, digits, '.', '_', '-' and '/'; %s", d, example)
+	case path.Clean(d) != d:
+		return fmt.Sprintf("%q is not a clean path; write it as %q", d, path.Clean(d))
+	case d == "/":
+		return "\"/\" is the node's root; " + example
 	}
 	return ""
 }

@@ -20,6 +20,30 @@ func TestDefault(t *testing.T) {
 	if c.AppArmor.Mode != AppArmorField || c.Build.StorageDriver != "overlay" || c.Build.FuseResource != "github.com/fuse" || c.Build.Cache {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
+	if want := (Seccomp{Profile: "tekton-multiarch/buildah.json", KubeletDir: "/var/lib/kubelet/seccomp"}); c.Seccomp != want {
+		t.Errorf("seccomp = %+v, want %+v", c.Seccomp, want)
+	}
+}
+
+// Good values of the new fields are accepted as given.
+func TestSeccompAndAppArmorNoneAccepted(t *testing.T) {
+	for _, tc := range []struct{ yaml, profile, dir, mode string }{
+		{"apparmor: {mode: none}", "tekton-multiarch/buildah.json", "/var/lib/kubelet/seccomp", AppArmorNone},
+		{"seccomp: {profile: buildah.json}", "buildah.json", "/var/lib/kubelet/seccomp", AppArmorField},
+		{"seccomp: {profile: team-a/builds/buildah-1.40.json, kubeletDir: /var/lib/k0s/kubelet/seccomp}", "team-a/builds/buildah-1.40.json", "/var/lib/k0s/kubelet/seccomp", AppArmorField},
+	} {
+		c, err := Parse([]byte(tc.yaml), "ok.yaml")
+		if err != nil {
+			t.Errorf("%s: %v", tc.yaml, err)
+			continue
+		}
+		if c.Seccomp.Profile != tc.profile || c.Seccomp.KubeletDir != tc.dir || c.AppArmor.Mode != tc.mode {
+			t.Errorf("%s: seccomp %+v, apparmor.mode %q", tc.yaml, c.Seccomp, c.AppArmor.Mode)
+		}
+		if got, want := c.AppArmor.UsesAppArmor(), tc.mode != AppArmorNone; got != want {
+			t.Errorf("%s: UsesAppArmor() = %v, want %v", tc.yaml, got, want)
+		}
+	}
 }
 
 func TestParseOverridesOnlyWhatIsGiven(t *testing.T) {
@@ -86,7 +110,25 @@ func TestParseRejects(t *testing.T) {
 		{"cache as a number", "build: {cache: 1}", "build.cache", "wrong type: got number, want bool"},
 		{"cache misspelt", "build: {layerCache: true}", "build.layerCache", "unknown field"},
 		{"profile", "apparmor: {profile: 'my profile'}", "apparmor.profile", "not a usable profile name"},
-		{"mode", "apparmor: {mode: seccomp}", "apparmor.mode", "use field (Kubernetes >= 1.30) or annotation"},
+		{"mode", "apparmor: {mode: seccomp}", "apparmor.mode", "use field (Kubernetes >= 1.30), annotation (older clusters) or none (nodes without AppArmor)"},
+		{"mode disabled", "apparmor: {mode: disabled}", "apparmor.mode", "or none (nodes without AppArmor)"},
+		{"seccomp profile empty", "seccomp: {profile: ''}", "seccomp.profile", "empty; give the profile's path under the kubelet's seccomp directory"},
+		{"seccomp profile absolute", "seccomp: {profile: /var/lib/kubelet/seccomp/buildah.json}", "seccomp.profile", "is absolute; give a path relative to the kubelet's seccomp directory (seccomp.kubeletDir)"},
+		{"seccomp profile leaves the directory", "seccomp: {profile: ../buildah.json}", "seccomp.profile", "leaves the kubelet's seccomp directory; remove the '..'"},
+		{"seccomp profile leaves it midway", "seccomp: {profile: a/../../buildah.json}", "seccomp.profile", "remove the '..'"},
+		{"seccomp profile with a space", "seccomp: {profile: 'my profile.json'}", "seccomp.profile", "may only hold letters, digits"},
+		{"seccomp profile unclean", "seccomp: {profile: ./a//buildah.json}", "seccomp.profile", `not a clean path; write it as "a/buildah.json"`},
+		{"seccomp profile a directory", "seccomp: {profile: tekton-multiarch/}", "seccomp.profile", `write it as "tekton-multiarch"`},
+		{"seccomp profile not json", "seccomp: {profile: tekton-multiarch/buildah}", "seccomp.profile", "does not name a .json file"},
+		{"seccomp profile only an extension", "seccomp: {profile: a/.json}", "seccomp.profile", "does not name a .json file"},
+		{"seccomp dir relative", "seccomp: {kubeletDir: var/lib/kubelet/seccomp}", "seccomp.kubeletDir", "is relative; give the absolute path on the nodes"},
+		{"seccomp dir empty", "seccomp: {kubeletDir: ''}", "seccomp.kubeletDir", "empty; give the kubelet's seccomp directory"},
+		{"seccomp dir with ..", "seccomp: {kubeletDir: /var/lib/kubelet/../seccomp}", "seccomp.kubeletDir", "has a '..'"},
+		{"seccomp dir root", "seccomp: {kubeletDir: /}", "seccomp.kubeletDir", "is the node's root"},
+		{"seccomp dir unclean", "seccomp: {kubeletDir: /var/lib/kubelet/seccomp/}", "seccomp.kubeletDir", `write it as "/var/lib/kubelet/seccomp"`},
+		{"seccomp misspelt", "seccomp: {localhostProfile: a.json}", "seccomp.localhostProfile", "unknown field"},
+		{"old loader image field", "cluster: {apparmorLoaderImage: docker.io/library/busybox:1.36.1}", "cluster.apparmorLoaderImage", "renamed to cluster.nodeProfileLoaderImage; rename the field"},
+		{"loader image", "cluster: {nodeProfileLoaderImage: docker.io/library/busybox}", "cluster.nodeProfileLoaderImage", "no tag or digest"},
 		{"version", "catalog: {version: v1}", "catalog.version", "MAJOR.MINOR"},
 		{"three-part version", "catalog: {version: 0.1.0}", "catalog.version", "MAJOR.MINOR"},
 		{"namespace", "example: {namespace: My_NS}", "example.namespace", "RFC 1123"},

@@ -20,7 +20,8 @@ var Build string
 //go:embed manifest.sh
 var Manifest string
 
-// LoadAppArmor installs and loads the AppArmor profile on a node.
+// LoadNodeProfiles installs the seccomp profile on a node and, when given
+// one, installs and loads the AppArmor profile.
 //
 //go:embed load-node-profiles.sh
-var LoadAppArmor string
+var LoadNodeProfiles string

@@ -19,7 +19,7 @@ func TestShellcheck(t *testing.T) {
 }
 
 func TestScriptsTakeNoTektonVariables(t *testing.T) {
-	for name, s := range map[string]string{"clone.sh": Clone, "build.sh": Build, "manifest.sh": Manifest, "load-node-profiles.sh": LoadAppArmor} {
+	for name, s := range map[string]string{"clone.sh": Clone, "build.sh": Build, "manifest.sh": Manifest, "load-node-profiles.sh": LoadNodeProfiles} {
 		if !strings.HasPrefix(s, "#!/bin/sh\n") {
 			t.Errorf("%s: must start with #!/bin/sh (the images have no bash guarantee)", name)
 		}

@@ -53,9 +53,11 @@ const (
 const AppArmorAnnotationPrefix = "container.apparmor.security.beta.kubernetes.io/"
 
 // MinPipelinesVersion is the oldest Tekton Pipelines release that runs what
-// we generate for cfg. The annotation mode needs the tekton.dev/v1 API with
-// taskRunSpecs pod templates, Task volumes and step computeResources (first
-// served in v0.43.0; optional-workspace variables date from v0.17.0). The
+// we generate for cfg. The annotation and none modes need the tekton.dev/v1
+// API with taskRunSpecs pod templates, Task volumes and step
+// computeResources (first served in v0.43.0; optional-workspace variables
+// date from v0.17.0; securityContext.seccompProfile is in k8s.io/api since
+// v0.19, older than any of these). The
 // securityContext.appArmorProfile field needs a release built against
 // k8s.io/api >= 0.30, or Tekton does not know the field: v0.61 to v0.68 pin
 // k8s.io/api v0.29, v0.69.0 is the first to pin v0.31.
@@ -142,18 +144,26 @@ func hardened() *corev1.SecurityContext {
 	}
 }
 
-// buildahSecurity is the buildah steps' security context: not privileged, in
-// the field mode confined by the Localhost profile that allows mount.
+// buildahSecurity is the buildah steps' security context: not privileged,
+// default capabilities, under the Localhost seccomp profile (the runtime's
+// default plus what buildah's user namespace needs; RuntimeDefault, which a
+// kubelet with seccompDefault gives every container that names none, lets
+// no container without CAP_SYS_ADMIN create one) and, in the field mode,
+// the Localhost AppArmor profile that allows mount.
 func buildahSecurity(cfg *config.Config) *corev1.SecurityContext {
-	if cfg.AppArmor.Mode != config.AppArmorField {
-		return nil
-	}
-	return &corev1.SecurityContext{
-		AppArmorProfile: &corev1.AppArmorProfile{
-			Type:             corev1.AppArmorProfileTypeLocalhost,
-			LocalhostProfile: ptr(cfg.AppArmor.Profile),
+	sc := &corev1.SecurityContext{
+		SeccompProfile: &corev1.SeccompProfile{
+			Type:             corev1.SeccompProfileTypeLocalhost,
+			LocalhostProfile: ptr(cfg.Seccomp.Profile),
 		},
 	}
+	if cfg.AppArmor.Mode == config.AppArmorField {
+		sc.AppArmorProfile = &corev1.AppArmorProfile{
+			Type:             corev1.AppArmorProfileTypeLocalhost,
+			LocalhostProfile: ptr(cfg.AppArmor.Profile),
+		}
+	}
+	return sc
 }
 
 // appArmorAnnotations names the profile of each buildah step in the
