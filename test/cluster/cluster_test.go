@@ -72,8 +72,6 @@ func TestCluster(t *testing.T) {
 		}
 		s.runToSuccess(t, c)
 	})
-	// The real node's processes stop when it ends.
-	t.Run("real-node", func(t *testing.T) { s.realNodeBuilds(t) })
 	// Last: the Triggers processes it starts stop when it ends.
 	t.Run("triggers", func(t *testing.T) { s.triggers(t, committed) })
 }

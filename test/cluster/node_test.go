@@ -3,9 +3,9 @@ package cluster
 import (
 	"bufio"
 	"context"
-	"errors"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -53,10 +53,14 @@ const (
 
 // realNode is one running real node.
 type realNode struct {
+	// owner is the test the node lives as long as: a kubelet restarted in a
+	// subtest must not stop when the subtest ends.
+	owner      testing.TB
 	dir        string // containerd root and state, CNI config, kubelet files
 	socket     string // containerd's CRI socket
 	images     nodeImages
 	kubelet    *proc
+	starts     int // kubelet starts so far
 	kubeletCfg string
 	cri        *criClient
 }
@@ -155,7 +159,7 @@ func requireRealNodeHost(t testing.TB) {
 func (s *stack) startRealNode(t testing.TB, images nodeImages) *realNode {
 	t.Helper()
 	requireRealNodeHost(t)
-	n := &realNode{dir: filepath.Join(s.work, "node"), images: images}
+	n := &realNode{owner: t, dir: filepath.Join(s.work, "node"), images: images}
 	n.socket = filepath.Join(n.dir, "containerd.sock")
 	for _, d := range []string{"containerd-root", "containerd-state", "cni/net.d", "cni/ipam", "pod-logs"} {
 		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
@@ -173,7 +177,7 @@ func (s *stack) startRealNode(t testing.TB, images nodeImages) *realNode {
 		}
 		// The kubelet bind-mounts its root directory onto itself to make it
 		// a shared mount.
-		if err := syscall.Unmount(kubeletRoot, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+		if err := syscall.Unmount(kubeletRoot, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
 			t.Errorf("unmounting %s: %v", kubeletRoot, err)
 		}
 		if !kubeletExisted {
@@ -199,7 +203,7 @@ func (s *stack) startRealNode(t testing.TB, images nodeImages) *realNode {
 	n.kubeletCfg = filepath.Join(n.dir, "kubelet.yaml")
 	s.writeKubeletConfig(t, n, false)
 	s.writeNodeKubeconfig(t, n)
-	n.kubelet = s.startKubelet(t, n)
+	n.kubelet = s.startKubelet(n)
 	s.start(t, "fuse-device-plugin", nil, filepath.Join(s.bin, "fuse-device-plugin"),
 		"-resource="+fuseResource, "-count=100")
 	s.waitRealNodeReady(t)
@@ -364,9 +368,15 @@ func (s *stack) writeNodeKubeconfig(t testing.TB, n *realNode) {
 	}
 }
 
-func (s *stack) startKubelet(t testing.TB, n *realNode) *proc {
-	t.Helper()
-	return s.start(t, "kubelet", nil, filepath.Join(s.bin, "kubelet"),
+// startKubelet starts the node's kubelet; each start logs to a file of its
+// own (kubelet.log, kubelet-2.log, ...).
+func (s *stack) startKubelet(n *realNode) *proc {
+	n.starts++
+	name := "kubelet"
+	if n.starts > 1 {
+		name = fmt.Sprintf("kubelet-%d", n.starts)
+	}
+	return s.start(n.owner, name, nil, filepath.Join(s.bin, "kubelet"),
 		"--config="+n.kubeletCfg,
 		"--kubeconfig="+filepath.Join(n.dir, "kubelet.kubeconfig"),
 		"--root-dir="+kubeletRoot,
@@ -383,7 +393,7 @@ func (s *stack) restartKubelet(t testing.TB, n *realNode, seccompDefault bool) {
 	t.Helper()
 	s.stopNow(t, n.kubelet)
 	s.writeKubeletConfig(t, n, seccompDefault)
-	n.kubelet = s.startKubelet(t, n)
+	n.kubelet = s.startKubelet(n)
 	// The new kubelet must have reported itself: a Ready condition from
 	// before the restart says nothing.
 	since := time.Now()

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,11 +71,16 @@ func (s *stack) startNodeWorld(t testing.TB) *nodeWorld {
 		if out, err := exec.CommandContext(ctx, "nsenter", "--net="+s.nsPath, "--", "git", "ls-remote", w.fixture.URL).CombinedOutput(); err != nil {
 			return false, fmt.Errorf("git ls-remote %s: %v: %s", w.fixture.URL, err, out)
 		}
-		if _, err := realbuild.Skopeo(ctx, "list-tags", "--tls-verify=false", "docker://"+w.registry+"/nothing/yet"); err != nil &&
-			!strings.Contains(err.Error(), "name unknown") && !strings.Contains(err.Error(), "NAME_UNKNOWN") {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.registry+"/v2/", nil)
+		if err != nil {
 			return false, err
 		}
-		return true, nil
+		resp, err := s.nsHTTP(nil).Do(req)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("registry /v2/: %s", resp.Status)
 	})
 	return w
 }
@@ -95,9 +101,12 @@ example:
 `, im.ref(t, "GITSYNC_IMAGE"), im.ref(t, "BUILDAH_IMAGE"), im.ref(t, "SHELL_IMAGE"))
 }
 
-// realNodeBuilds is the real node's part of the cluster test: the catalog's
-// pods run in a real container runtime.
-func (s *stack) realNodeBuilds(t *testing.T) {
+// TestRealNode runs the catalog's pods in a real container runtime: a
+// kubelet with containerd and runc beside the control plane (and kwok's
+// nodes, which its runs never use). It has a control plane of its own, so
+// it runs alone: go test -run TestRealNode ./test/cluster/.
+func TestRealNode(t *testing.T) {
+	s := startStack(t)
 	realbuild.EnsureArm64Emulation(t)
 	p := &realNodeProvider{images: s.images}
 	p.startNodes(t, s)
