@@ -33,11 +33,13 @@ lint: $(STATICCHECK)
 unit:
 	$(GO) test ./generator/...
 
-## e2e-cluster: the catalog on a real API server with the real Tekton controller (as root;
-## builds its binaries into $(CACHE)/cluster-bin first: about 10 minutes cold, then cached)
+## e2e-cluster: the catalog on a real API server with the real Tekton controller, on kwok
+## nodes (TestCluster) and on a real kubelet + containerd node (TestRealNode) (as root;
+## builds its binaries and images into $(CACHE) first: about 20 minutes cold, then cached)
 e2e-cluster:
 	test/cluster/build-tools.sh >/dev/null
-	$(GO) test -count=1 -v ./test/cluster/
+	test/cluster/build-images.sh >/dev/null
+	$(GO) test -count=1 -v -timeout 45m ./test/cluster/
 
 ## test: everything CI runs
 test: lint check-generated
@@ -50,3 +52,6 @@ bench:
 	@awk '/^BenchmarkRenderOrdered/{o+=$$3;no++} /^BenchmarkRenderSigsYAML/{s+=$$3;ns++} \
 		END{printf "render: ordered %.2f ms/op, sigs.k8s.io/yaml %.2f ms/op, ratio ordered/sigs = %.2f\n", o/no/1e6, s/ns/1e6, (o/no)/(s/ns)}' /tmp/tekton-multiarch-bench-generate.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkTwoArch|BenchmarkLayerCache' -benchtime 1x ./test/realbuild/
+	test/cluster/build-tools.sh >/dev/null
+	test/cluster/build-images.sh >/dev/null
+	$(GO) test -run '^$$' -bench 'BenchmarkEmulation' -benchtime 1x -timeout 45m ./test/cluster/

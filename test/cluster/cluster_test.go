@@ -544,6 +544,18 @@ func checkSecurity(t testing.TB, c catalog, pod *corev1.Pod, ctrName string) {
 		t.Errorf("pod %s has no container %s", pod.Name, ctrName)
 		return
 	}
+	// The pod Tekton made carries the catalog's seccomp profile, which the
+	// kubelet resolves below its seccomp directory.
+	var seccomp string
+	if sc := ctr.SecurityContext; sc != nil && sc.SeccompProfile != nil {
+		seccomp = string(sc.SeccompProfile.Type)
+		if sc.SeccompProfile.LocalhostProfile != nil {
+			seccomp += "/" + *sc.SeccompProfile.LocalhostProfile
+		}
+	}
+	if want := string(corev1.SeccompProfileTypeLocalhost) + "/" + c.cfg.Seccomp.Profile; seccomp != want {
+		t.Errorf("pod %s %s: securityContext.seccompProfile %q, want %q", pod.Name, ctrName, seccomp, want)
+	}
 	profile := c.cfg.AppArmor.Profile
 	var field string
 	if sc := ctr.SecurityContext; sc != nil && sc.AppArmorProfile != nil {
@@ -556,6 +568,10 @@ func checkSecurity(t testing.TB, c catalog, pod *corev1.Pod, ctrName string) {
 	ann := pod.Annotations[annKey]
 	wantField := string(corev1.AppArmorProfileTypeLocalhost) + "/" + profile
 	switch c.cfg.AppArmor.Mode {
+	case config.AppArmorNone:
+		if field != "" || ann != "" {
+			t.Errorf("pod %s %s: AppArmor field %q, annotation %q with apparmor.mode none", pod.Name, ctrName, field, ann)
+		}
 	case config.AppArmorField:
 		if field != wantField {
 			t.Errorf("pod %s %s: securityContext.appArmorProfile %q, want %q", pod.Name, ctrName, field, wantField)

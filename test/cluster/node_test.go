@@ -11,11 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
@@ -144,8 +146,11 @@ func requireRealNodeHost(t testing.TB) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Fatalf("the real node hands out /dev/fuse: %v", err)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(kubeletRoot, "pods")); len(entries) > 0 {
-		t.Fatalf("%s/pods is not empty: another kubelet uses this machine (or a crashed test left pods); stop it or clean up first", kubeletRoot)
+	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
+	for _, f := range comms {
+		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "kubelet" {
+			t.Fatalf("a kubelet runs on this machine (pid %s): the real node needs %s to itself", filepath.Base(filepath.Dir(f)), kubeletRoot)
+		}
 	}
 }
 
@@ -166,6 +171,7 @@ func (s *stack) startRealNode(t testing.TB, images nodeImages) *realNode {
 			t.Fatal(err)
 		}
 	}
+	reapLeftovers(t)
 	kubeletExisted := exists(kubeletRoot)
 	sysctls := saveSysctls(t)
 	t.Cleanup(func() {
@@ -180,10 +186,13 @@ func (s *stack) startRealNode(t testing.TB, images nodeImages) *realNode {
 		if err := syscall.Unmount(kubeletRoot, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
 			t.Errorf("unmounting %s: %v", kubeletRoot, err)
 		}
+		// The pods' directories are this test's either way.
+		gone := filepath.Join(kubeletRoot, "pods")
 		if !kubeletExisted {
-			if err := os.RemoveAll(kubeletRoot); err != nil {
-				t.Errorf("removing %s: %v", kubeletRoot, err)
-			}
+			gone = kubeletRoot
+		}
+		if err := os.RemoveAll(gone); err != nil {
+			t.Errorf("removing %s: %v", gone, err)
 		}
 		removePodLogLinks(t, filepath.Join(n.dir, "pod-logs"))
 		removeCgroups(t, "kubepods")
@@ -437,11 +446,11 @@ func (s *stack) waitRealNodeReady(t testing.TB) {
 
 // realNodePodTemplate puts every pod of a run on the real node: the amd64
 // and the arm64 build (under emulation) and the manifest.
-func realNodePodTemplate() map[string]any {
-	return map[string]any{
-		"nodeSelector": map[string]any{"kubernetes.io/hostname": realNodeName},
-		"tolerations": []any{map[string]any{
-			"key": realNodeTaintKey, "operator": "Exists", "effect": "NoSchedule",
+func realNodePodTemplate() *pod.PodTemplate {
+	return &pod.PodTemplate{
+		NodeSelector: map[string]string{"kubernetes.io/hostname": realNodeName},
+		Tolerations: []corev1.Toleration{{
+			Key: realNodeTaintKey, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule,
 		}},
 	}
 }
@@ -478,6 +487,83 @@ func (snap sysctlSnapshot) restore(t testing.TB) {
 		if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
 			t.Errorf("restoring %s=%s: %v", k, v, err)
 		}
+	}
+}
+
+// reapLeftovers undoes what a real node of an earlier run left behind when
+// its test binary was killed before its cleanup could run (a go test
+// -timeout panic): container runtime shims survive their containerd by
+// design, and with them the containers, their mounts and pod network
+// namespaces. It kills the processes of the kubelet's pod cgroups and the
+// shims of a test containerd, detaches the mounts under the kubelet's
+// directory, and deletes pod network namespaces no process is in.
+func reapLeftovers(t testing.TB) {
+	t.Helper()
+	var reaped []string
+	// Every process of a pod is in the pids hierarchy's kubepods tree.
+	_ = filepath.WalkDir("/sys/fs/cgroup/pids/kubepods", func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.Name() != "cgroup.procs" {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		for _, pid := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(pid); err == nil && syscall.Kill(n, syscall.SIGKILL) == nil {
+				reaped = append(reaped, "pid "+pid)
+			}
+		}
+		return nil
+	})
+	shims, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range shims {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 0 && strings.HasSuffix(args[0], "containerd-shim-runc-v2") && strings.Contains(string(b), "/tekton-multiarch-cluster-") {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				reaped = append(reaped, fmt.Sprintf("shim %d", pid))
+			}
+		}
+	}
+	if len(reaped) > 0 {
+		time.Sleep(time.Second) // let the kernel take the killed processes' mounts down
+	}
+	if exists(kubeletRoot) {
+		if err := realbuild.UnmountUnder(kubeletRoot); err != nil {
+			t.Errorf("unmounting under %s: %v", kubeletRoot, err)
+		}
+		if syscall.Unmount(kubeletRoot, syscall.MNT_DETACH) == nil {
+			reaped = append(reaped, "mount "+kubeletRoot)
+		}
+	}
+	works, _ := filepath.Glob(filepath.Join(os.TempDir(), "tekton-multiarch-cluster-*", "node"))
+	for _, d := range works {
+		if err := realbuild.UnmountUnder(d); err != nil {
+			t.Errorf("unmounting under %s: %v", d, err)
+		}
+	}
+	netns, _ := filepath.Glob("/var/run/netns/cni-*")
+	for _, ns := range netns {
+		name := filepath.Base(ns)
+		if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil && len(strings.TrimSpace(string(out))) == 0 {
+			if exec.Command("ip", "netns", "delete", name).Run() == nil {
+				reaped = append(reaped, "netns "+name)
+			}
+		}
+	}
+	// No kubelet runs (requireRealNodeHost): pods in its directory are a
+	// killed run's.
+	if entries, _ := os.ReadDir(filepath.Join(kubeletRoot, "pods")); len(entries) > 0 {
+		if err := os.RemoveAll(filepath.Join(kubeletRoot, "pods")); err != nil {
+			t.Errorf("removing %s/pods: %v", kubeletRoot, err)
+		}
+		reaped = append(reaped, fmt.Sprintf("%d pod directories", len(entries)))
+	}
+	removeCgroups(t, "kubepods")
+	if len(reaped) > 0 {
+		t.Logf("reaped what an earlier, killed run left behind: %s", strings.Join(reaped, ", "))
 	}
 }
 

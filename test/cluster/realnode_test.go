@@ -88,7 +88,7 @@ func (s *stack) startNodeWorld(t testing.TB) *nodeWorld {
 // realNodeConfig is the test's configuration: the catalog's images are the
 // ones made here, and this kernel has no AppArmor. Nothing else differs
 // from the committed catalog's.
-func realNodeConfig(im nodeImages, t *testing.T) string {
+func realNodeConfig(t testing.TB, im nodeImages) string {
 	return fmt.Sprintf(`images:
   gitSync: %s
   buildah: %s
@@ -112,7 +112,7 @@ func TestRealNode(t *testing.T) {
 	p.startNodes(t, s)
 	n := p.node
 	w := s.startNodeWorld(t)
-	c := generateVariant(t, s.repo, realNodeConfig(s.images, t))
+	c := generateVariant(t, s.repo, realNodeConfig(t, s.images))
 	s.install(t, c)
 	s.installNodeProfiles(t, c)
 
@@ -138,6 +138,26 @@ func TestRealNode(t *testing.T) {
 			t.Errorf("the arch guard's message names neither the platform nor ALLOW_EMULATION:\n%s", log)
 		}
 	})
+	t.Run("missing-seccomp-profile", func(t *testing.T) {
+		// A node the loader has not reached: the profile file is not there.
+		profile := filepath.Join(c.cfg.Seccomp.KubeletDir, c.cfg.Seccomp.Profile)
+		saved, err := os.ReadFile(profile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(profile); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { write(t, profile, saved) })
+		r, _ := s.runOnRealNode(t, c, n, w, "v5", nil)
+		tr := s.failedBuild(t, r, "build-amd64")
+		msg := tr.Status.GetCondition(apis.ConditionSucceeded).Message
+		t.Logf("build-amd64: %s", msg)
+		if !strings.Contains(msg, `"build"`) || !strings.Contains(msg, profile) || !strings.Contains(msg, "no such file or directory") {
+			t.Errorf("the TaskRun's message does not name the build step and the missing profile %s: %s", profile, msg)
+		}
+	})
+	t.Run("loader-without-apparmor", func(t *testing.T) { s.loaderWithoutAppArmor(t) })
 	t.Run("wrong-ref", func(t *testing.T) {
 		r, _ := s.runOnRealNode(t, c, n, w, "v4", map[string]string{"GIT_REF": "no-such-branch"})
 		tr := s.failedBuild(t, r, "build-amd64")
@@ -177,6 +197,58 @@ func (s *stack) installNodeProfiles(t testing.TB, c catalog) {
 	})
 }
 
+// loaderWithoutAppArmor applies the node-profile loader of a catalog that
+// asks for AppArmor (the default apparmor.mode) to this node, whose kernel
+// has none: the loader must say so and what to do, install the seccomp
+// profile anyway, and keep running rather than crash-loop.
+func (s *stack) loaderWithoutAppArmor(t testing.TB) {
+	const ns = "node-profiles-apparmor"
+	c := generateVariant(t, s.repo, fmt.Sprintf("cluster:\n  namespace: %s\n  nodeProfileLoaderImage: %s\n", ns, s.images.ref(t, "SHELL_IMAGE")))
+	if out, err := s.kubectl(t, c.dir, "create", "namespace", ns); err != nil {
+		t.Fatalf("kubectl create namespace %s: %v\n%s", ns, err, out)
+	}
+	if out, err := s.kubectl(t, c.dir, "apply", "-f", "examples/cluster/node-profiles/"); err != nil {
+		t.Fatalf("kubectl apply -f examples/cluster/node-profiles/: %v\n%s", err, out)
+	}
+	var pod *corev1.Pod
+	s.waitFor(t, "the AppArmor loader's pod Running on the real node", 120*time.Second, func(ctx context.Context) (bool, error) {
+		pods, err := s.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + realNodeName})
+		if err != nil || len(pods.Items) != 1 {
+			return false, fmt.Errorf("loader pods on %s: %v", realNodeName, err)
+		}
+		pod = &pods.Items[0]
+		return pod.Status.Phase == corev1.PodRunning, fmt.Errorf("loader pod %s is %s", pod.Name, pod.Status.Phase)
+	})
+	b, err := s.kube.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{Container: "load"}).DoRaw(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(b)
+	t.Logf("loader log:\n%s", log)
+	for _, want := range []string{
+		"installed seccomp profile " + c.cfg.Seccomp.Profile,
+		"AppArmor profile " + c.cfg.AppArmor.Profile + " not loaded: this node's kernel has no AppArmor",
+		"set apparmor.mode: none",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the loader's log has no %q", want)
+		}
+	}
+	time.Sleep(3 * time.Second) // a crash loop would restart it by now
+	pod, err = s.kube.CoreV1().Pods(ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
+		if st.RestartCount != 0 {
+			t.Errorf("loader container %s restarted %d times", st.Name, st.RestartCount)
+		}
+	}
+	if pod.Status.Phase != corev1.PodRunning {
+		t.Errorf("loader pod is %s, want Running", pod.Status.Phase)
+	}
+}
+
 // runOnRealNode creates the example PipelineRun with the test's params, every
 // pod on the real node, and waits for it to end, watching the runtime for
 // each step container's real credentials meanwhile.
@@ -202,7 +274,7 @@ func (s *stack) runOnRealNode(t testing.TB, c catalog, n *realNode, w *nodeWorld
 		if tmpl == nil {
 			tmpl = map[string]any{}
 		}
-		tmpl["podTemplate"] = realNodePodTemplate()
+		tmpl["podTemplate"] = toMap(t, realNodePodTemplate())
 		spec["taskRunTemplate"] = tmpl
 	})
 	watch := watchCreds(n.cri, c.ns())
@@ -219,6 +291,20 @@ func (s *stack) runOnRealNode(t testing.TB, c catalog, n *realNode, w *nodeWorld
 	watch.stop()
 	t.Logf("PipelineRun %s: %s", r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
 	return r, watch
+}
+
+// toMap is v as the generic map a YAML document holds.
+func toMap(t testing.TB, v any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -341,6 +342,17 @@ func moduleDir(t testing.TB, tool, module string) string {
 
 func (s *stack) createNetns(t testing.TB) {
 	t.Helper()
+	// A namespace whose test binary died before its cleanup ran (a go test
+	// -timeout panic) is garbage: its processes died with the binary.
+	old, _ := filepath.Glob("/var/run/netns/tekton-multiarch-*")
+	for _, ns := range old {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(ns), "tekton-multiarch-"))
+		if err == nil && syscall.Kill(pid, 0) == syscall.ESRCH {
+			if out, err := exec.Command("ip", "netns", "delete", filepath.Base(ns)).CombinedOutput(); err != nil {
+				t.Logf("ip netns delete %s: %v %s", filepath.Base(ns), err, out)
+			}
+		}
+	}
 	s.nsName = fmt.Sprintf("tekton-multiarch-%d", os.Getpid())
 	s.nsPath = "/var/run/netns/" + s.nsName
 	if out, err := exec.Command("ip", "netns", "add", s.nsName).CombinedOutput(); err != nil {

@@ -333,16 +333,35 @@ type Fixture struct {
 const fixtureMain = `package main
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // "record FILE" writes the GOARCH this was built for and the machine the
 // kernel reports: under qemu-user an arm64 binary sees aarch64.
+// "spin N" hashes a 1 MiB buffer N times, a CPU-bound build step, and says
+// how long that took.
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "spin" {
+		n, err := strconv.Atoi(os.Args[2])
+		if err != nil {
+			panic(err)
+		}
+		buf := make([]byte, 1<<20)
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			sum := sha256.Sum256(buf)
+			buf[i%len(buf)] = sum[0]
+		}
+		fmt.Printf("spin %d on %s: %d ms\n", n, runtime.GOARCH, time.Since(start).Milliseconds())
+		return
+	}
 	if len(os.Args) == 3 && os.Args[1] == "record" {
 		var u syscall.Utsname
 		if err := syscall.Uname(&u); err != nil {
@@ -372,6 +391,10 @@ const FixtureDockerfile = "FROM scratch\nARG TARGETARCH\nCOPY bin/app-${TARGETAR
 // scratch there is no shell, so the binary itself is the RUN step.
 const FixtureRunDockerfile = "FROM scratch\nARG TARGETARCH\nCOPY bin/app-${TARGETARCH} /app\nRUN [\"/app\", \"record\", \"/built-on\"]\n"
 
+// FixtureCPUDockerfile has a CPU-bound RUN step (see fixtureMain's spin),
+// for comparing a native build with an emulated one.
+const FixtureCPUDockerfile = "FROM scratch\nARG TARGETARCH\nCOPY bin/app-${TARGETARCH} /app\nRUN [\"/app\", \"spin\", \"800\"]\n"
+
 // MakeFixture creates <base>/app.git: a Go program cross-compiled with
 // CGO_ENABLED=0 into bin/app-amd64 and bin/app-arm64, and the Dockerfiles.
 func MakeFixture(tb testing.TB, base string) *Fixture {
@@ -391,6 +414,7 @@ func MakeFixture(tb testing.TB, base string) *Fixture {
 	write("main.go", fixtureMain)
 	write("Dockerfile", FixtureDockerfile)
 	write("Dockerfile.run", FixtureRunDockerfile)
+	write("Dockerfile.cpu", FixtureCPUDockerfile)
 	// go test puts its own GOROOT/bin first on PATH.
 	goBin, err := exec.LookPath("go")
 	if err != nil {
