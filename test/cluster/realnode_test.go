@@ -131,9 +131,16 @@ func TestRealNode(t *testing.T) {
 	t.Run("arch-guard", func(t *testing.T) {
 		r, _ := s.runOnRealNode(t, c, n, w, "v3", map[string]string{"ALLOW_EMULATION": "false"})
 		tr := s.failedBuild(t, r, "build-arm64")
+		// Tekton's condition names the step and its exit code, never the
+		// step's output (pkg/pod/status.go); the guard's words are in the
+		// step's log, where tkn and the Dashboard show them.
 		msg := tr.Status.GetCondition(apis.ConditionSucceeded).Message
 		t.Logf("build-arm64: %s", msg)
+		if !strings.Contains(msg, `"step-build" exited with code 1`) {
+			t.Errorf("build-arm64 failed, but not in its build step: %s", msg)
+		}
 		log := s.stepLog(t, c.ns(), tr, "step-build")
+		t.Logf("build-arm64 step-build log:\n%s", log)
 		if !strings.Contains(log, "linux/arm64") || !strings.Contains(log, "ALLOW_EMULATION") {
 			t.Errorf("the arch guard's message names neither the platform nor ALLOW_EMULATION:\n%s", log)
 		}
