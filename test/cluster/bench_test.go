@@ -24,10 +24,9 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkEmulation -benchtime 1x ./test/cluster/
 func BenchmarkEmulation(b *testing.B) {
-	s := startStack(b)
 	realbuild.EnsureArm64Emulation(b)
-	p := &realNodeProvider{images: s.images}
-	p.startNodes(b, s)
+	p := &realNodeProvider{}
+	s := startStack(b, kwokNodes{}, p)
 	w := s.startNodeWorld(b)
 	c := generateVariant(b, s.repo, realNodeConfig(b, s.images))
 	s.install(b, c)

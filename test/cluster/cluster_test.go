@@ -45,7 +45,7 @@ func (c catalog) ns() string { return c.cfg.Example.Namespace }
 // Tekton controller. The subtests share one control plane (about 15 s to
 // start) and run in order: later ones need the catalog the first installs.
 func TestCluster(t *testing.T) {
-	s := startStack(t)
+	s := startStack(t, kwokNodes{})
 	committed := catalog{name: "committed catalog (apparmor.mode field)", dir: s.repo, cfg: config.Default()}
 	if committed.cfg.AppArmor.Mode != config.AppArmorField {
 		t.Fatalf("the default configuration's apparmor.mode is %q; this test expects field", committed.cfg.AppArmor.Mode)

@@ -119,11 +119,10 @@ func loadNodeImages(t testing.TB) nodeImages {
 
 // realNodeProvider starts one real node; node is set once it is Ready.
 type realNodeProvider struct {
-	images nodeImages
-	node   *realNode
+	node *realNode
 }
 
-func (p *realNodeProvider) startNodes(t testing.TB, s *stack) { p.node = s.startRealNode(t, p.images) }
+func (p *realNodeProvider) startNodes(t testing.TB, s *stack) { p.node = s.startRealNode(t, s.images) }
 
 // requireRealNodeHost fails, naming the package, when something the real
 // node needs is missing, and refuses to run beside a kubelet that is already

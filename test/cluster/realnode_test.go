@@ -106,10 +106,9 @@ example:
 // nodes, which its runs never use). It has a control plane of its own, so
 // it runs alone: go test -run TestRealNode ./test/cluster/.
 func TestRealNode(t *testing.T) {
-	s := startStack(t)
 	realbuild.EnsureArm64Emulation(t)
-	p := &realNodeProvider{images: s.images}
-	p.startNodes(t, s)
+	p := &realNodeProvider{}
+	s := startStack(t, kwokNodes{}, p)
 	n := p.node
 	w := s.startNodeWorld(t)
 	c := generateVariant(t, s.repo, realNodeConfig(t, s.images))

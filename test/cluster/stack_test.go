@@ -124,9 +124,9 @@ func repoRoot(t testing.TB) string {
 }
 
 // startStack brings up etcd, kube-apiserver, kube-controller-manager,
-// kube-scheduler, the Tekton controller (with Tekton's config/ applied) and
-// kwok with the two build nodes, and registers their shutdown.
-func startStack(t testing.TB) *stack {
+// kube-scheduler and the Tekton controller (with Tekton's config/ applied),
+// then each provider's nodes, and registers their shutdown.
+func startStack(t testing.TB, nodes ...nodeProvider) *stack {
 	t.Helper()
 	bin := binDir(t)
 	requireHost(t)
@@ -223,7 +223,9 @@ func startStack(t testing.TB) *stack {
 		"--leader-elect=false")
 
 	s.installTekton(t)
-	kwokNodes{}.startNodes(t, s)
+	for _, n := range nodes {
+		n.startNodes(t, s)
+	}
 
 	// The controller-manager's ServiceAccount controller is what makes
 	// namespaces usable for pods; wait for its first result.
