@@ -26,7 +26,7 @@ func renderables(b *testing.B) []any {
 		b.Fatal(err)
 	}
 	return []any{o.GitSync, o.Build, o.Manifest, o.Pipeline, o.Example,
-		o.Cluster.FusePlugin, o.Cluster.Loader, o.Cluster.LoaderConfig,
+		o.Cluster.Loader, o.Cluster.LoaderConfig,
 		o.Triggers.EventListener, o.Triggers.Binding, o.Triggers.Template}
 }
 

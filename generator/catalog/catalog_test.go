@@ -136,12 +136,19 @@ func TestKubernetesValidation(t *testing.T) {
 				}
 			}
 			want := map[string]int{
-				"*v1.DaemonSet": 2, "*v1.ConfigMap": 1, "*v1.Role": 1, "*cluster.AppArmorProfile": 1,
+				"*v1.DaemonSet": 1, "*v1.ConfigMap": 1, "*v1.Role": 1, "*cluster.AppArmorProfile": 1,
 				"*v1beta1.EventListener": 1, "*v1beta1.TriggerBinding": 1, "*v1beta1.TriggerTemplate": 1,
 				"*v1.RoleBinding": 1, "*v1.ClusterRoleBinding": 1,
 			}
 			if !tc.cfg.AppArmor.UsesAppArmor() {
 				want["*cluster.AppArmorProfile"] = 0
+			}
+			// The fuse device plugin only where the build asks for /dev/fuse.
+			if tc.cfg.Build.NeedsFuse() {
+				want["*v1.DaemonSet"]++
+			}
+			if _, ok := files[FusePluginFile]; ok != tc.cfg.Build.NeedsFuse() {
+				t.Errorf("%s generated: %v, want %v (build.storage %s)", FusePluginFile, ok, tc.cfg.Build.NeedsFuse(), tc.cfg.Build.Storage)
 			}
 			for k, n := range want {
 				if kinds[k] != n {
@@ -153,11 +160,15 @@ func TestKubernetesValidation(t *testing.T) {
 }
 
 func TestKubernetesValidationRejectsBrokenObjects(t *testing.T) {
-	files, err := Generate(config.Default())
+	cfg, err := config.Parse([]byte("build: {storage: fuse-overlayfs}"), "fuse.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds := string(files["examples/cluster/fuse-device-plugin.yaml"])
+	files, err := Generate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := string(files[FusePluginFile])
 	id := string(files["examples/cluster/build-identity.yaml"])
 	tr := string(files["examples/triggers/triggers.yaml"])
 	for _, tc := range []struct{ name, path, yaml, want string }{

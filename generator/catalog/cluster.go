@@ -14,6 +14,8 @@ import (
 
 // ClusterObjects are the cluster prerequisites under examples/cluster/.
 type ClusterObjects struct {
+	// The fuse device plugin; nil unless build.storage is fuse-overlayfs,
+	// the only mode that needs /dev/fuse.
 	FusePlugin *appsv1.DaemonSet
 	// The build steps' seccomp profile, and the file the kubelet reads.
 	SeccompProfile *specs.LinuxSeccomp
@@ -30,8 +32,10 @@ type ClusterObjects struct {
 func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
 	var c ClusterObjects
 	var err error
-	if c.FusePlugin, err = cluster.FuseDevicePlugin(cfg); err != nil {
-		return c, err
+	if cfg.Build.NeedsFuse() {
+		if c.FusePlugin, err = cluster.FuseDevicePlugin(cfg); err != nil {
+			return c, err
+		}
 	}
 	if c.SeccompProfile, err = cluster.BuildSeccomp(cfg); err != nil {
 		return c, err
@@ -55,6 +59,10 @@ func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
 func SeccompFile(cfg *config.Config) string {
 	return "examples/cluster/seccomp/" + path.Base(cfg.Seccomp.Profile)
 }
+
+// FusePluginFile is the fuse device plugin's manifest, generated only for
+// build.storage: fuse-overlayfs.
+const FusePluginFile = "examples/cluster/fuse-device-plugin.yaml"
 
 // LoaderFile is the node-profile loader's manifest.
 const LoaderFile = "examples/cluster/node-profiles/node-profile-loader.yaml"
@@ -89,10 +97,13 @@ func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 			return err
 		}
 	}
-	if err := multi("examples/cluster/fuse-device-plugin.yaml",
-		"# /dev/fuse as the extended resource "+cfg.Build.FuseResource+" on every node: kubectl apply -f examples/cluster/fuse-device-plugin.yaml\n",
-		c.FusePlugin); err != nil {
-		return err
+	if c.FusePlugin != nil {
+		if err := multi(FusePluginFile,
+			"# /dev/fuse as the extended resource "+cfg.Build.FuseResource+" on every node, for build.storage: fuse-overlayfs:\n"+
+				"#   kubectl apply -f "+FusePluginFile+"\n",
+			c.FusePlugin); err != nil {
+			return err
+		}
 	}
 	files[SeccompFile(cfg)] = c.Seccomp
 	loaderNote := "# Install the seccomp profile " + cfg.Seccomp.Profile + " on every node"

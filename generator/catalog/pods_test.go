@@ -99,7 +99,8 @@ func baselineViolations(p *corev1.Pod) string {
 
 // The pods Tekton makes from the catalog, per architecture and for every
 // golden configuration: one pod holds clone and build, it is pinned to its
-// architecture, gets /dev/fuse through the device plugin's resource, runs
+// architecture, gets /dev/fuse through the device plugin's resource exactly
+// when its storage needs it, runs
 // the build under the AppArmor profile, has no privileged container, and is
 // admitted under Pod Security "baseline".
 func TestBuildPods(t *testing.T) {
@@ -152,13 +153,19 @@ func TestBuildPods(t *testing.T) {
 				if clone == nil || build == nil || len(p.Spec.Containers) != 2 {
 					t.Fatalf("%s: want one pod with step-clone and step-build, got containers %v", a.Platform(), names(p.Spec.Containers))
 				}
+				// The fuse limit only for fuse-overlayfs: it is what keeps such a
+				// build off nodes without the plugin, and what would keep every
+				// other build off them for nothing.
 				fuse := corev1.ResourceName(cfg.Build.FuseResource)
 				q, ok := build.Resources.Limits[fuse]
-				if cfg.Build.StorageDriver == "overlay" && (!ok || !q.Equal(resource.MustParse("1"))) {
+				if cfg.Build.NeedsFuse() && (!ok || !q.Equal(resource.MustParse("1"))) {
 					t.Errorf("%s: step-build limits %v, want %s: 1", a.Platform(), build.Resources.Limits, fuse)
 				}
-				if cfg.Build.StorageDriver == "vfs" && ok {
-					t.Errorf("%s: vfs build asks for %s", a.Platform(), fuse)
+				if !cfg.Build.NeedsFuse() && ok {
+					t.Errorf("%s: a %s build asks for %s", a.Platform(), cfg.Build.Storage, fuse)
+				}
+				if got := envValue(build, "STORAGE"); got != cfg.Build.Storage {
+					t.Errorf("%s: step-build STORAGE = %q, want the configured %q", a.Platform(), got, cfg.Build.Storage)
 				}
 				checkBuildahSecurity(t, cfg, p, "step-build")
 				if sp := clone.SecurityContext.SeccompProfile; sp != nil {
@@ -274,4 +281,14 @@ func names(cs []corev1.Container) []string {
 		n = append(n, c.Name)
 	}
 	return n
+}
+
+// envValue is a container's env value by name, "" when it has none.
+func envValue(c *corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
 }

@@ -16,9 +16,10 @@ var containerDefault string
 func ContainerDefaultProfile() string { return containerDefault }
 
 // Profile derives the build profile from the engines' default: renamed, and
-// `deny mount,` turned into `mount,`. buildah mounts its layers (with
-// fuse-overlayfs, inside the user namespace it enters when it lacks
-// CAP_SYS_ADMIN), and the mount flags it uses are too many and too varied to
+// `deny mount,` turned into `mount,`. buildah mounts its layers inside the
+// user namespace it enters when it lacks CAP_SYS_ADMIN, in every storage
+// mode (the kernel's overlay, fuse-overlayfs, and vfs's bind mounts and
+// remounts), and the mount flags it uses are too many and too varied to
 // list one by one without breaking on the next buildah release (the seed
 // tried). Every other rule, the /proc and /sys denials included, stays.
 func Profile(name string) (string, error) {
@@ -29,8 +30,8 @@ func Profile(name string) (string, error) {
 	}
 	p := strings.Replace(containerDefault, header, "profile "+name+" flags=(attach_disconnected,mediate_deleted) {", 1)
 	p = strings.Replace(p, denyMount,
-		"  # buildah mounts its layers (fuse-overlayfs in a user namespace): allow\n"+
-			"  # mount, which the engines' default profile denies.\n"+
+		"  # buildah mounts its layers in its user namespace (overlay, fuse-overlayfs or\n"+
+			"  # vfs's bind mounts): allow mount, which the engines' default profile denies.\n"+
 			"  mount,\n", 1)
 	// A node-local addition, where the loader puts `userns,` on nodes whose
 	// AppArmor mediates user namespaces (a 4.x parser rejects nothing, a 3.x

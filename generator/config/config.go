@@ -89,8 +89,9 @@ type Images struct {
 
 // Build holds the knobs of the buildah build.
 type Build struct {
-	FuseResource   string `json:"fuseResource"`
-	StorageDriver  string `json:"storageDriver"`
+	FuseResource string `json:"fuseResource"`
+	// Storage is how buildah stores layers: one of the Storage* modes.
+	Storage        string `json:"storage"`
 	EmptyDirMedium string `json:"emptyDirMedium"`
 	PushRetries    int    `json:"pushRetries"`
 	// Cache is the default of the build's CACHE param: buildah's layer cache
@@ -130,6 +131,29 @@ const (
 	// refuses every pod that asks for a profile there.
 	AppArmorNone = "none"
 )
+
+// Storage modes (build.storage, the build Task's STORAGE param).
+const (
+	// StorageAuto is the kernel's overlay where buildah can use it, else
+	// fuse-overlayfs where the container has /dev/fuse, else vfs.
+	StorageAuto = "auto"
+	// StorageOverlay is the kernel's overlay, mounted in the user namespace
+	// buildah creates (Linux >= 5.11): no /dev/fuse.
+	StorageOverlay = "overlay"
+	// StorageFuseOverlayfs is overlay through fuse-overlayfs: needs /dev/fuse,
+	// which the Task then requests from the fuse device plugin.
+	StorageFuseOverlayfs = "fuse-overlayfs"
+	// StorageVFS copies every layer in full: slower, more disk, needs nothing.
+	StorageVFS = "vfs"
+)
+
+// StorageModes lists the storage modes, as messages name them.
+var StorageModes = []string{StorageAuto, StorageOverlay, StorageFuseOverlayfs, StorageVFS}
+
+// NeedsFuse says whether the build needs /dev/fuse from the fuse device
+// plugin: only fuse-overlayfs does. auto falls back to vfs where a pod has
+// no /dev/fuse, so it must not keep builds off nodes without the plugin.
+func (b Build) NeedsFuse() bool { return b.Storage == StorageFuseOverlayfs }
 
 // UsesAppArmor says whether the build steps ask for the AppArmor profile.
 func (a AppArmor) UsesAppArmor() bool { return a.Mode != AppArmorNone }
@@ -227,8 +251,8 @@ func Parse(data []byte, source string) (*Config, error) {
 
 // decodeStrict decodes YAML data into c, case-sensitively, refusing unknown
 // and duplicate fields. encoding/json (behind sigs.k8s.io/yaml's strict mode)
-// matches field names case-insensitively, so "storagedriver" would pass for
-// storageDriver; sigs.k8s.io/json is the decoder Kubernetes itself uses.
+// matches field names case-insensitively, so "pushretries" would pass for
+// pushRetries; sigs.k8s.io/json is the decoder Kubernetes itself uses.
 func decodeStrict(data []byte, c *Config) []FieldError {
 	j, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
@@ -242,6 +266,10 @@ func decodeStrict(data []byte, c *Config) []FieldError {
 	for _, e := range strict {
 		msg := e.Error()
 		if m := unknownField.FindStringSubmatch(msg); m != nil {
+			if m[1] == "build.storageDriver" {
+				out = append(out, FieldError{Path: m[1], Message: storageDriverRenamed(data)})
+				continue
+			}
 			if now, ok := renamedFields[m[1]]; ok {
 				out = append(out, FieldError{Path: m[1], Message: "renamed to " + now + "; rename the field"})
 				continue
@@ -263,6 +291,26 @@ func decodeStrict(data []byte, c *Config) []FieldError {
 var renamedFields = map[string]string{
 	// The loader installs the seccomp profile too, AppArmor or not.
 	"cluster.apparmorLoaderImage": "cluster.nodeProfileLoaderImage",
+}
+
+// storageDriverRenamed is the message for build.storageDriver, whose values
+// changed meaning with its rename: its overlay was fuse-overlayfs, while
+// build.storage's overlay is the kernel's. It names the value to write.
+func storageDriverRenamed(data []byte) string {
+	var top struct {
+		Build struct {
+			StorageDriver any `json:"storageDriver"`
+		} `json:"build"`
+	}
+	_ = yaml.Unmarshal(data, &top)
+	switch top.Build.StorageDriver {
+	case "overlay":
+		return "renamed to build.storage, whose overlay is now the kernel's own: for what storageDriver: overlay did (fuse-overlayfs, " +
+			"needs the fuse device plugin) write storage: fuse-overlayfs; or storage: auto, the default, which needs no /dev/fuse where the kernel mounts overlay"
+	case "vfs":
+		return "renamed to build.storage; write storage: vfs"
+	}
+	return "renamed to build.storage; use auto, overlay (the kernel's), fuse-overlayfs or vfs"
 }
 
 var (
@@ -379,10 +427,9 @@ func (c *Config) Validate() []FieldError {
 	if msg := extendedResourceProblem(c.Build.FuseResource); msg != "" {
 		add("build.fuseResource", "%s", msg)
 	}
-	switch c.Build.StorageDriver {
-	case "overlay", "vfs":
-	default:
-		add("build.storageDriver", "%q is not supported; use overlay (fuse-overlayfs) or vfs", c.Build.StorageDriver)
+	if !slices.Contains(StorageModes, c.Build.Storage) {
+		add("build.storage", "%q is not a storage mode; use auto (the kernel's overlay where it can serve, else fuse-overlayfs where /dev/fuse is, else vfs), "+
+			"overlay (the kernel's overlay: Linux >= 5.11, buildah >= 1.35), fuse-overlayfs (needs the fuse device plugin) or vfs", c.Build.Storage)
 	}
 	switch corev1.StorageMedium(c.Build.EmptyDirMedium) {
 	case corev1.StorageMediumDefault, corev1.StorageMediumMemory:

@@ -17,7 +17,7 @@ func TestDefault(t *testing.T) {
 	if diff := cmp.Diff([]string{"linux/amd64", "linux/arm64"}, got); diff != "" {
 		t.Errorf("default platforms (-want +got):\n%s", diff)
 	}
-	if c.AppArmor.Mode != AppArmorField || c.Build.StorageDriver != "overlay" || c.Build.FuseResource != "github.com/fuse" || c.Build.Cache {
+	if c.AppArmor.Mode != AppArmorField || c.Build.Storage != StorageAuto || c.Build.NeedsFuse() || c.Build.FuseResource != "github.com/fuse" || c.Build.Cache {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
 	if want := (Seccomp{Profile: "tekton-multiarch/buildah.json", KubeletDir: "/var/lib/kubelet/seccomp"}); c.Seccomp != want {
@@ -46,6 +46,29 @@ func TestSeccompAndAppArmorNoneAccepted(t *testing.T) {
 	}
 }
 
+// Every storage mode is accepted; only fuse-overlayfs needs the fuse device
+// plugin (auto falls back to vfs in a pod without /dev/fuse).
+func TestStorageModes(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		fuse bool
+	}{
+		{StorageAuto, false},
+		{StorageOverlay, false},
+		{StorageFuseOverlayfs, true},
+		{StorageVFS, false},
+	} {
+		c, err := Parse([]byte("build: {storage: "+tc.mode+"}"), "ok.yaml")
+		if err != nil {
+			t.Errorf("storage %s: %v", tc.mode, err)
+			continue
+		}
+		if c.Build.Storage != tc.mode || c.Build.NeedsFuse() != tc.fuse {
+			t.Errorf("storage %s: got %q, NeedsFuse %v, want %v", tc.mode, c.Build.Storage, c.Build.NeedsFuse(), tc.fuse)
+		}
+	}
+}
+
 func TestParseOverridesOnlyWhatIsGiven(t *testing.T) {
 	c, err := Parse([]byte(`
 architectures:
@@ -70,7 +93,7 @@ apparmor: {mode: annotation}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := Default().Build; !c.Build.Cache || c.Build.StorageDriver != want.StorageDriver || c.Build.PushRetries != want.PushRetries {
+	if want := Default().Build; !c.Build.Cache || c.Build.Storage != want.Storage || c.Build.PushRetries != want.PushRetries {
 		t.Errorf("build = %+v, want cache on and the rest of the default %+v", c.Build, want)
 	}
 }
@@ -83,8 +106,8 @@ func TestParseRejects(t *testing.T) {
 		want       string
 	}{
 		{"unknown top-level field", "catalogue: {}", "catalogue", "unknown field"},
-		{"unknown nested field", "build: {storagedriver: vfs}", "build.storagedriver", "unknown field"},
-		{"duplicate field", "build: {storageDriver: vfs, storageDriver: overlay}", "(file)", "already set"},
+		{"unknown nested field", "build: {storagemode: vfs}", "build.storagemode", "unknown field"},
+		{"duplicate field", "build: {storage: vfs, storage: overlay}", "(file)", "already set"},
 		{"wrong type", "build: {pushRetries: many}", "build.pushRetries", "wrong type"},
 		{"unknown arch", "architectures: [{name: arm65}]", "architectures[0].name", "allowed (Go's names): 386, amd64, arm, arm64"},
 		{"uname spelling", "architectures: [{name: x86_64}]", "architectures[0].name", "not a known architecture"},
@@ -103,7 +126,12 @@ func TestParseRejects(t *testing.T) {
 		{"bad resource", "build: {fuseResource: 'fuse device'}", "build.fuseResource", "not a resource name"},
 		{"resource without domain", "build: {fuseResource: fuse}", "build.fuseResource", "has no domain"},
 		{"reserved resource", "build: {fuseResource: kubernetes.io/fuse}", "build.fuseResource", "reserved"},
-		{"storage driver", "build: {storageDriver: btrfs}", "build.storageDriver", "use overlay (fuse-overlayfs) or vfs"},
+		{"storage mode", "build: {storage: btrfs}", "build.storage", `"btrfs" is not a storage mode; use auto (the kernel's overlay where it can serve, else fuse-overlayfs where /dev/fuse is, else vfs), overlay (the kernel's overlay: Linux >= 5.11, buildah >= 1.35), fuse-overlayfs (needs the fuse device plugin) or vfs`},
+		{"storage as the driver's name", "build: {storage: fuse}", "build.storage", "fuse-overlayfs (needs the fuse device plugin)"},
+		// The old field's overlay was fuse-overlayfs: the message names what to write.
+		{"old storageDriver overlay", "build: {storageDriver: overlay}", "build.storageDriver", "renamed to build.storage, whose overlay is now the kernel's own: for what storageDriver: overlay did (fuse-overlayfs, needs the fuse device plugin) write storage: fuse-overlayfs; or storage: auto"},
+		{"old storageDriver vfs", "build: {storageDriver: vfs}", "build.storageDriver", "renamed to build.storage; write storage: vfs"},
+		{"old storageDriver other", "build: {storageDriver: btrfs}", "build.storageDriver", "renamed to build.storage; use auto, overlay (the kernel's), fuse-overlayfs or vfs"},
 		{"medium", "build: {emptyDirMedium: HugePages}", "build.emptyDirMedium", "Memory"},
 		{"retries", "build: {pushRetries: 99}", "build.pushRetries", "0 to 10"},
 		{"cache as a string", `build: {cache: "true"}`, "build.cache", "wrong type: got string, want bool"},
@@ -158,7 +186,7 @@ func TestParseRejects(t *testing.T) {
 }
 
 func TestParseReportsEveryProblem(t *testing.T) {
-	_, err := Parse([]byte("build: {storageDriver: btrfs, pushRetries: -1}\napparmor: {mode: x}"), "bad.yaml")
+	_, err := Parse([]byte("build: {storage: btrfs, pushRetries: -1}\napparmor: {mode: x}"), "bad.yaml")
 	var ce *Error
 	if !errors.As(err, &ce) || len(ce.Fields) != 3 {
 		t.Fatalf("want 3 field errors, got %v", err)

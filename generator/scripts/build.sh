@@ -9,8 +9,15 @@
 #   ALLOW_EMULATION       "true" to build for another architecture than the node's
 #   DOCKERFILE, CONTEXT   paths relative to the repository root
 #   TLS_VERIFY            "true" or "false"
-#   STORAGE_DRIVER        overlay (fuse-overlayfs, needs /dev/fuse) or vfs
+#   STORAGE               auto (the default), overlay, fuse-overlayfs or vfs;
+#                         see "Storage" below
+#   STORAGE_DRIVER        removed (renamed STORAGE): any value fails, naming
+#                         the STORAGE to pass instead
 #   PUSH_RETRIES          how many times buildah retries the push
+#   SOURCE_DATE_EPOCH     seconds since the epoch: the image's creation time
+#                         and every file's time in its layers (buildah bud
+#                         --timestamp), so the same source builds the same
+#                         digest; empty: the time of the build
 #   CACHE                 "true": a layer cache in the registry (buildah bud
 #                         --layers --cache-from/--cache-to); its failures only warn
 #   CACHE_REPO            the cache's repository, TAG_SUFFIX appended; empty:
@@ -18,7 +25,8 @@
 #   SOURCE_ROOT, SOURCE_LINK   where the clone step left the checkout
 #   DOCKERCONFIG_BOUND, DOCKERCONFIG_PATH   registry credentials workspace
 #   RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF   result files
-#   CONTAINERS_ROOT, CONTAINERS_RUNROOT   optional buildah storage locations
+#   CONTAINERS_ROOT       buildah's storage (default /var/lib/containers/storage)
+#   CONTAINERS_RUNROOT    optional buildah run root
 #   FUSE_OVERLAYFS        mount program (default /usr/bin/fuse-overlayfs)
 #   arguments             BUILD_ARGS, each KEY=VALUE
 set -eu
@@ -60,8 +68,10 @@ node_platform() {
 TAG_SUFFIX=${TAG_SUFFIX:-}
 TLS_VERIFY=${TLS_VERIFY:-true}
 ALLOW_EMULATION=${ALLOW_EMULATION:-false}
-STORAGE_DRIVER=${STORAGE_DRIVER:-overlay}
+STORAGE=${STORAGE:-auto}
+STORAGE_DRIVER=${STORAGE_DRIVER:-}
 PUSH_RETRIES=${PUSH_RETRIES:-3}
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-}
 CACHE=${CACHE:-false}
 CACHE_REPO=${CACHE_REPO:-}
 DOCKERFILE=${DOCKERFILE:-./Dockerfile}
@@ -77,8 +87,24 @@ is_bool CACHE "$CACHE"
 case "$PUSH_RETRIES" in
 '' | *[!0-9]*) die "PUSH_RETRIES must be a whole number, not '$PUSH_RETRIES'" ;;
 esac
+case "$SOURCE_DATE_EPOCH" in
+*[!0-9]*) die "SOURCE_DATE_EPOCH must be a whole number of seconds since 1970-01-01 UTC (e.g. git log -1 --format=%ct), not '$SOURCE_DATE_EPOCH'" ;;
+esac
 relpath DOCKERFILE "$DOCKERFILE"
 relpath CONTEXT "$CONTEXT"
+# STORAGE_DRIVER's overlay went through fuse-overlayfs; STORAGE's is the
+# kernel's own. Tekton drops params a Task does not declare, so the old name
+# stays declared to say this rather than be ignored.
+case "$STORAGE_DRIVER" in
+'') ;;
+overlay) die "STORAGE_DRIVER was renamed STORAGE, and its overlay (through fuse-overlayfs) is now STORAGE=fuse-overlayfs: pass that, or leave STORAGE out for auto, which needs no /dev/fuse where the kernel mounts overlay" ;;
+vfs) die "STORAGE_DRIVER was renamed STORAGE: pass STORAGE=vfs instead of STORAGE_DRIVER=vfs" ;;
+*) die "STORAGE_DRIVER was renamed STORAGE: pass STORAGE=auto, overlay (the kernel's), fuse-overlayfs or vfs" ;;
+esac
+case "$STORAGE" in
+auto | overlay | fuse-overlayfs | vfs) ;;
+*) die "STORAGE '$STORAGE' is not a storage mode: use auto, overlay (the kernel's), fuse-overlayfs or vfs" ;;
+esac
 
 # The image reference: a tag to push to, never a digest or an option.
 [ -n "${IMAGE:-}" ] || die "IMAGE is empty: set the IMAGE param, e.g. registry.example.com/me/app:v1"
@@ -149,25 +175,129 @@ if [ "$native" != true ]; then
 	echo "warning: building $PLATFORM on a linux/$node node under emulation (ALLOW_EMULATION=true)"
 fi
 
-# Storage. overlay on fuse-overlayfs needs /dev/fuse from the device plugin.
-case "$STORAGE_DRIVER" in
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# Storage. Every mode builds the same image (with --timestamp, the same
+# digest); they differ in speed, disk and what the node must give:
+#   overlay         the kernel's overlay, mounted in the user namespace
+#                   buildah creates: Linux >= 5.11, no /dev/fuse; the fastest
+#   fuse-overlayfs  overlay in user space: needs /dev/fuse from the fuse
+#                   device plugin; the slowest on small files
+#   vfs             a full copy of the tree for every layer: needs nothing
+#   auto            overlay where it can serve, else fuse-overlayfs where
+#                   /dev/fuse is here, else vfs; one line says which and why
+storage_root=${CONTAINERS_ROOT:-/var/lib/containers/storage}
+
+# overlay_unsafe prints why this buildah must not use the kernel's overlay,
+# or nothing. Without CAP_SYS_ADMIN (every pod of this Task) buildah works
+# in a user namespace it creates, where the kernel's overlay keeps its own
+# records in user.overlay.* xattrs; containers/storage before 1.53 (buildah
+# before 1.35) copies them into the image's layers (containers/storage#1847):
+# another digest than the other modes, and layers rootless Docker cannot
+# extract. As root with CAP_SYS_ADMIN they are trusted.overlay.*, left out.
+overlay_unsafe() {
+	capeff=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
+	case "$capeff" in
+	'' | *[!0-9a-fA-F]*) capeff=0 ;;
+	esac
+	if [ "$(id -u)" = 0 ] && [ $((0x$capeff >> 21 & 1)) = 1 ]; then
+		return 0
+	fi
+	v=$(buildah --version 2>/dev/null) || v=
+	v=${v#buildah version }
+	v=${v%% *}
+	major=${v%%.*}
+	minor=${v#*.}
+	minor=${minor%%.*}
+	case "$major|$minor" in
+	*[!0-9|]* | '|'* | *'|') echo "cannot tell buildah's version ('$v'), and buildah before 1.35 writes the kernel overlay's xattrs into the image" ;;
+	*) [ "$major" -gt 1 ] || { [ "$major" = 1 ] && [ "$minor" -ge 35 ]; } ||
+		echo "buildah $v, older than 1.35, writes the kernel overlay's user.overlay.* xattrs into the image in a user namespace" ;;
+	esac
+}
+
+# overlay_refusal prints why the kernel refuses buildah an overlay mount
+# here, or nothing. buildah's storage library tries one when it starts (its
+# own test mount, in the user namespace the build uses too), here in a
+# scratch store on the build storage's filesystem. Refused, it takes
+# fuse-overlayfs on its own; .has-mount-program records which it took.
+overlay_refusal() {
+	if ! mkdir -p "$storage_root" || ! probe=$(mktemp -d "$storage_root/overlay-probe.XXXXXX"); then
+		echo "cannot make a scratch store in $storage_root"
+		return
+	fi
+	rc=0
+	buildah --root "$probe/root" --runroot "$probe/run" --log-level debug --storage-driver overlay --storage-opt overlay.mount_program= \
+		images --quiet >"$tmp/overlay-probe.log" 2>&1 || rc=$?
+	took=$(cat "$probe/root/overlay/.has-mount-program" 2>/dev/null) || took=
+	rm -rf "$probe"
+	[ "$rc" != 0 ] || [ "$took" != false ] || return 0
+	why=$(sed -n 's/.*test mount with multiple lowers failed: \([^"]*\).*/\1/p' "$tmp/overlay-probe.log" | head -n 1)
+	[ -n "$why" ] || why=$(grep -i 'error' "$tmp/overlay-probe.log" | tail -n 1)
+	echo "the kernel refused buildah an overlay mount here${why:+ ($why)}"
+}
+
+# fuse_missing prints why fuse-overlayfs cannot mount here, or nothing.
+fuse_missing() {
+	if [ ! -c /dev/fuse ]; then
+		echo "this container has no /dev/fuse"
+	elif ! (: <>/dev/fuse) 2>/dev/null; then
+		echo "this container cannot open /dev/fuse"
+	elif [ ! -x "$FUSE_OVERLAYFS" ]; then
+		echo "this image has no $FUSE_OVERLAYFS"
+	fi
+}
+
+case "$STORAGE" in
 overlay)
-	[ -c /dev/fuse ] || die "STORAGE_DRIVER=overlay needs /dev/fuse and this container has none: request the fuse device plugin's resource (the Task's computeResources.limits) and check the plugin runs on this node, or use STORAGE_DRIVER=vfs"
-	[ -x "$FUSE_OVERLAYFS" ] || die "STORAGE_DRIVER=overlay needs $FUSE_OVERLAYFS, which this image lacks: use a buildah image with fuse-overlayfs, or STORAGE_DRIVER=vfs"
+	why=$(overlay_unsafe)
+	[ -z "$why" ] || die "STORAGE=overlay: $why (containers/storage#1847): use a buildah image of 1.35 or later, or STORAGE=auto, fuse-overlayfs or vfs"
+	why=$(overlay_refusal)
+	[ -z "$why" ] || die "STORAGE=overlay: $why: overlay in a user namespace needs Linux 5.11 or later, and seccomp and AppArmor profiles that allow mount; or use STORAGE=auto, which falls back to fuse-overlayfs or vfs"
+	storage=overlay
+	storage_why="STORAGE=overlay: the kernel's overlay, which mounted here"
 	;;
-vfs) ;;
-*) die "STORAGE_DRIVER '$STORAGE_DRIVER' is not supported: use overlay or vfs" ;;
+fuse-overlayfs)
+	why=$(fuse_missing)
+	[ -z "$why" ] || die "STORAGE=fuse-overlayfs: $why. Only a catalog generated with build.storage: fuse-overlayfs asks for /dev/fuse (the fuse device plugin's resource, in the Task's computeResources.limits): generate it so and check the plugin runs on this node, or use STORAGE=auto or vfs"
+	storage=fuse-overlayfs
+	storage_why="STORAGE=fuse-overlayfs"
+	;;
+vfs)
+	storage=vfs
+	storage_why="STORAGE=vfs"
+	;;
+auto)
+	why=$(overlay_unsafe)
+	[ -n "$why" ] || why=$(overlay_refusal)
+	if [ -z "$why" ]; then
+		storage=overlay
+		storage_why="STORAGE=auto: the kernel's overlay mounted here"
+	else
+		fuse_why=$(fuse_missing)
+		if [ -z "$fuse_why" ]; then
+			storage=fuse-overlayfs
+			storage_why="STORAGE=auto: $why; /dev/fuse is here"
+		else
+			storage=vfs
+			storage_why="STORAGE=auto: $why; $fuse_why"
+		fi
+	fi
+	;;
 esac
+echo "storage: $storage ($storage_why)"
+
 # bah is buildah on this step's storage; under timeout(1) while bah_timeout
 # holds a number of seconds.
 bah_timeout=
 bah() {
-	if [ "$STORAGE_DRIVER" = overlay ]; then
-		set -- --storage-driver overlay --storage-opt "overlay.mount_program=$FUSE_OVERLAYFS" "$@"
-	else
-		set -- --storage-driver vfs "$@"
-	fi
-	${bah_timeout:+timeout "$bah_timeout"} buildah ${CONTAINERS_ROOT:+--root "$CONTAINERS_ROOT"} ${CONTAINERS_RUNROOT:+--runroot "$CONTAINERS_RUNROOT"} "$@"
+	case "$storage" in
+	overlay) set -- --storage-driver overlay --storage-opt overlay.mount_program= "$@" ;;
+	fuse-overlayfs) set -- --storage-driver overlay --storage-opt "overlay.mount_program=$FUSE_OVERLAYFS" "$@" ;;
+	*) set -- --storage-driver vfs "$@" ;;
+	esac
+	${bah_timeout:+timeout "$bah_timeout"} buildah --root "$storage_root" ${CONTAINERS_RUNROOT:+--runroot "$CONTAINERS_RUNROOT"} "$@"
 }
 
 # Registry credentials, from a kubernetes.io/dockerconfigjson Secret or a
@@ -207,9 +337,6 @@ if [ ! -f "$DOCKERFILE" ]; then
 	die "DOCKERFILE '$DOCKERFILE' does not exist in the repository at commit ${link_target##*/} (top level: $(find . -mindepth 1 -maxdepth 1 ! -name .git | sed 's|^\./||' | sort | tr '\n' ' '))"
 fi
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
 # The layer cache must never fail the build. buildah (1.28 as 1.40) skips a
 # cache it cannot pull from, after retries (1.28: 3 x 2 s, or hanging as long
 # as the registry does), but fails the build when it cannot push a layer to
@@ -241,9 +368,9 @@ if [ -n "$cache_repo" ]; then
 fi
 
 build() {
-	bah bud --platform "$PLATFORM" --tls-verify="$TLS_VERIFY" --file "$DOCKERFILE" --tag "$push_ref" "$@"
+	bah bud --platform "$PLATFORM" --tls-verify="$TLS_VERIFY" ${SOURCE_DATE_EPOCH:+--timestamp "$SOURCE_DATE_EPOCH"} --file "$DOCKERFILE" --tag "$push_ref" "$@"
 }
-echo "building $push_ref for $PLATFORM on a linux/$node node (storage: $STORAGE_DRIVER)"
+echo "building $push_ref for $PLATFORM on a linux/$node node (storage: $storage)"
 if [ -z "$cache_repo" ]; then
 	build "$@" "$CONTEXT" || die "buildah bud failed for $PLATFORM (its output is above)"
 else
@@ -257,6 +384,12 @@ else
 		echo "warning: the layer cache $cache_repo failed during the build (above): building again without it, from the layers this pod has"
 		build --layers "$@" "$CONTEXT" || die "buildah bud failed for $PLATFORM (its output is above)"
 	fi
+fi
+
+# containers/storage takes fuse-overlayfs on its own when the kernel refuses
+# overlay: an overlay build must have had the kernel's, as the probe found.
+if [ "$storage" = overlay ] && [ "$(cat "$storage_root/overlay/.has-mount-program" 2>/dev/null)" != false ]; then
+	die "buildah did not build on the kernel's overlay although its test mount worked before the build: build again, or use STORAGE=vfs"
 fi
 
 # After the build: the image config must say the target architecture.

@@ -249,7 +249,6 @@ func GitSync(cfg *config.Config) *v1.Task {
 // checkout is an emptyDir on the very node that builds and no volume is
 // shared across nodes.
 func Build(cfg *config.Config) *v1.Task {
-	storage := cfg.Build.StorageDriver
 	retries := strconv.Itoa(cfg.Build.PushRetries)
 	t := &v1.Task{
 		TypeMeta:   typeMeta("Task"),
@@ -271,8 +270,17 @@ func Build(cfg *config.Config) *v1.Task {
 				},
 				StringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
 			}, gitParams("main")...),
-				StringParam("STORAGE_DRIVER", "buildah storage driver: overlay (fuse-overlayfs, needs /dev/fuse) or vfs.", ptr(storage)),
+				StringParam("STORAGE", "How buildah stores layers: auto (the kernel's overlay where buildah can use it, else fuse-overlayfs where the container has /dev/fuse, else vfs; "+
+					"the log says which and why), overlay (the kernel's: Linux >= 5.11, buildah >= 1.35), fuse-overlayfs (needs /dev/fuse: "+
+					"only a catalog generated with build.storage: fuse-overlayfs asks for it) or vfs.", ptr(cfg.Build.Storage)),
+				// Tekton ignores params a Task does not declare: declared, an old
+				// run's STORAGE_DRIVER fails the step naming its replacement
+				// instead of silently building another way.
+				StringParam("STORAGE_DRIVER", "Removed: renamed STORAGE, and its overlay (through fuse-overlayfs) is now STORAGE=fuse-overlayfs. "+
+					"Any value fails the build, naming the STORAGE to pass instead.", ptr("")),
 				StringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(retries)),
+				StringParam("SOURCE_DATE_EPOCH", "Seconds since 1970-01-01 UTC, e.g. the commit's time (git log -1 --format=%ct): the image's creation time and every file's time in its layers "+
+					"(buildah bud --timestamp), so the same source builds the same digest, whatever the storage. Empty: the time of the build.", ptr("")),
 				StringParam("CACHE", "\"true\": build with a layer cache in the registry (buildah bud --layers --cache-from/--cache-to CACHE_REPO), so unchanged Dockerfile steps are not run again. "+
 					"A cache that cannot be reached or written is warned about and the build goes on without it.", ptr(strconv.FormatBool(cfg.Build.Cache))),
 				StringParam("CACHE_REPO", "Repository of the layer cache, without tag; TAG_SUFFIX is appended, so each architecture has its own. "+
@@ -307,8 +315,10 @@ func buildStep(cfg *config.Config) v1.Step {
 		env("DOCKERFILE", param("DOCKERFILE")),
 		env("CONTEXT", param("CONTEXT")),
 		env("TLS_VERIFY", param("TLS_VERIFY")),
+		env("STORAGE", param("STORAGE")),
 		env("STORAGE_DRIVER", param("STORAGE_DRIVER")),
 		env("PUSH_RETRIES", param("PUSH_RETRIES")),
+		env("SOURCE_DATE_EPOCH", param("SOURCE_DATE_EPOCH")),
 		env("CACHE", param("CACHE")),
 		env("CACHE_REPO", param("CACHE_REPO")),
 		env("SOURCE_ROOT", sourceRoot),
@@ -332,7 +342,11 @@ func buildStep(cfg *config.Config) v1.Step {
 		SecurityContext: buildahSecurity(cfg),
 		Script:          scripts.Build,
 	}
-	if cfg.Build.StorageDriver == "overlay" {
+	// Only fuse-overlayfs needs /dev/fuse. The limit is also what keeps
+	// such a build off nodes without the fuse device plugin: the scheduler
+	// places it only where the resource is allocatable. auto asks for none
+	// and uses no fuse in a pod (overlay, else vfs), so it runs anywhere.
+	if cfg.Build.NeedsFuse() {
 		s.ComputeResources = corev1.ResourceRequirements{
 			Limits: corev1.ResourceList{corev1.ResourceName(cfg.Build.FuseResource): mustQuantity("1")},
 		}

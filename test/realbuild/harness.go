@@ -100,6 +100,14 @@ type Runner struct {
 	Timeout time.Duration
 	// Out, when set, receives every step's output live, line-prefixed.
 	Out io.Writer
+	// Confine, when set, runs the steps confined as a pod's containers may
+	// be (no /dev/fuse, the kernel's overlay refused, no CAP_SYS_ADMIN),
+	// through the test binary as ConfineMain, in a mount namespace of their
+	// own.
+	Confine *Confinement
+	// Container, when set, runs the buildah steps in real containers (the
+	// clone step stays a process: its image is git-sync's).
+	Container *StepContainer
 }
 
 // TaskRunRequest is what a TaskRun object would say.
@@ -363,6 +371,9 @@ func (r *Runner) runStep(ctx context.Context, out *TaskRun, dir string, i int, s
 			return -1, err
 		}
 	}
+	if r.Container != nil && strings.Contains(step.Image, "/buildah/") {
+		return r.runInContainer(ctx, out, dir, i, step, mounts, log)
+	}
 
 	// A pod's containers start from an image's environment, not the test's.
 	env := []string{"PATH=" + stepPath, "HOME=" + filepath.Join(dir, "home"), "TMPDIR=" + filepath.Join(stepDir, "tmp")}
@@ -415,13 +426,25 @@ func (r *Runner) runStep(ctx context.Context, out *TaskRun, dir string, i int, s
 		w = io.MultiWriter(log, &prefixWriter{w: r.Out, prefix: fmt.Sprintf("[%s/%s] ", out.Object.Name, step.Name)})
 	}
 	fmt.Fprintf(log, "--- step %s\n", step.Name)
-	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{script}, step.Args...)...)
+	argv := append([]string{"/bin/sh", script}, step.Args...)
+	// Its own process group, so a timeout ends everything the step started,
+	// as a container's end would; Pdeathsig covers a test binary that dies.
+	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if r.Confine != nil {
+		link := filepath.Join(dir, "bin", ConfineName)
+		if err := os.Symlink(r.GitSync, link); err != nil && !errors.Is(err, os.ErrExist) {
+			return -1, err
+		}
+		argv = append(append(append([]string{link}, r.Confine.flags()...), "--"), argv...)
+		// A private mount namespace (Go makes / rprivate in it): what the
+		// confinement mounts, and whatever buildah leaves mounted, go with it.
+		attr.Unshareflags = syscall.CLONE_NEWNS
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Dir = cwd
 	cmd.Stdout, cmd.Stderr = w, w
-	// Its own process group, so a timeout ends everything the step started,
-	// as a container's end would; Pdeathsig covers a test binary that dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = attr
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	err := cmd.Run()
@@ -679,4 +702,51 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		p.partial = p.partial[i+1:]
 	}
 	return len(b), nil
+}
+
+// runInContainer runs a step in a real container of r.Container's image, as
+// a pod would: the step's volumes, results and script bound at their paths
+// in the pod, its env as Tekton set it (no path rewritten), the image's own
+// environment under it, the Localhost seccomp profile, no /dev/fuse unless
+// passed.
+func (r *Runner) runInContainer(ctx context.Context, out *TaskRun, dir string, i int, step *v1.Step, mounts []mount, log *lockedBuffer) (int, error) {
+	for _, e := range step.Env {
+		if e.ValueFrom != nil {
+			return -1, fmt.Errorf("step %s env %s uses valueFrom, which this harness does not map", step.Name, e.Name)
+		}
+	}
+	scripts := filepath.Join(dir, "scripts")
+	name := fmt.Sprintf("script-%d-%s", i, step.Name)
+	if err := os.WriteFile(filepath.Join(scripts, name), []byte(step.Script), 0o755); err != nil {
+		return -1, err
+	}
+	run := ContainerRun{
+		Image: r.Container.Image, Seccomp: r.Container.Seccomp, Devices: r.Container.Devices,
+		Mounts: []Bind{{Host: scripts, Path: "/tekton/scripts", ReadOnly: true}},
+		Cwd:    "/",
+		Args:   append([]string{"/bin/sh", "/tekton/scripts/" + name}, step.Args...),
+	}
+	for _, m := range mounts {
+		run.Mounts = append(run.Mounts, Bind{Host: m.host, Path: m.path})
+	}
+	for _, e := range step.Env {
+		run.Env = append(run.Env, e.Name+"="+e.Value)
+	}
+	var w io.Writer = log
+	if r.Out != nil {
+		w = io.MultiWriter(log, &prefixWriter{w: r.Out, prefix: fmt.Sprintf("[%s/%s] ", out.Object.Name, step.Name)})
+	}
+	run.Stdout = w
+	fmt.Fprintf(log, "--- step %s (container %s)\n", step.Name, r.Container.Image)
+	code, err := r.Container.Containerd.Run(ctx, containerID(out.Object.Name+"-"+step.Name), run)
+	if ctx.Err() != nil {
+		return code, fmt.Errorf("step %s: TaskRun timed out after %s", step.Name, r.Timeout)
+	}
+	if err != nil {
+		return code, fmt.Errorf("step %s: %w", step.Name, err)
+	}
+	if code != 0 {
+		return code, fmt.Errorf("%q exited with code %d", "step-"+step.Name, code)
+	}
+	return 0, nil
 }

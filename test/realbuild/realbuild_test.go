@@ -17,11 +17,15 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 )
 
-// TestMain makes the test binary double as the git-sync stand-in: the harness
-// links it as <TaskRun>/bin/git-sync and points the clone step's GIT_SYNC at it.
+// TestMain makes the test binary double as the git-sync stand-in (the harness
+// links it as <TaskRun>/bin/git-sync and points the clone step's GIT_SYNC at
+// it) and as the step confinement wrapper (<TaskRun>/bin/step-confine).
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == GitSyncName {
+	switch filepath.Base(os.Args[0]) {
+	case GitSyncName:
 		os.Exit(GitSyncMain(os.Args[0], os.Args[1:], os.Stdout, os.Stderr))
+	case ConfineName:
+		os.Exit(ConfineMain(os.Args[1:], os.Stderr))
 	}
 	os.Exit(m.Run())
 }
@@ -42,31 +46,41 @@ func TestRealBuild(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("pipeline", func(t *testing.T) {
-		// The Task offers overlay (fuse-overlayfs) and vfs; the Pipeline passes no
-		// STORAGE_DRIVER, so a catalog generated with build.storageDriver: vfs is
-		// how vfs reaches a PipelineRun. The golden annotation-vfs tree is that
-		// catalog, kept equal to the generator's output by the golden tests.
+		// The Pipeline passes no STORAGE: build.storage, the Task's default, is
+		// how a mode reaches a PipelineRun. The committed catalog is auto; the
+		// golden annotation-vfs tree is vfs (kept equal to the generator's
+		// output by the golden tests); the other two are generated here. On
+		// this machine the steps run as root, so auto takes the kernel's overlay.
 		vfs, err := LoadCatalog(filepath.Join(w.Repo, "generator", "catalog", "testdata", "golden", "annotation-vfs", "want"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		sameScripts(t, w.Catalog, vfs)
+		overlay := GenerateCatalog(t, "build: {storage: overlay}")
+		fuse := GenerateCatalog(t, "build: {storage: fuse-overlayfs}")
+		for _, c := range []*Catalog{vfs, overlay, fuse} {
+			sameScripts(t, w.Catalog, c)
+		}
 		for _, c := range []struct {
-			driver string
-			cat    *Catalog
-		}{{"overlay", w.Catalog}, {"vfs", vfs}} {
-			t.Run(c.driver, func(t *testing.T) {
-				if got := paramDefault(c.cat, buildTask, "STORAGE_DRIVER"); got != c.driver {
-					t.Fatalf("catalog %s: buildah-build's STORAGE_DRIVER default is %q, want %q", c.cat.Dir, got, c.driver)
+			storage, took, driver string
+			cat                   *Catalog
+		}{
+			{"auto", "overlay", "overlay", w.Catalog},
+			{"overlay", "overlay", "overlay", overlay},
+			{"fuse-overlayfs", "fuse-overlayfs", "overlay", fuse},
+			{"vfs", "vfs", "vfs", vfs},
+		} {
+			t.Run(c.storage, func(t *testing.T) {
+				if got := paramDefault(c.cat, buildTask, "STORAGE"); got != c.storage {
+					t.Fatalf("catalog %s: buildah-build's STORAGE default is %q, want %q", c.cat.Dir, got, c.storage)
 				}
-				image := w.Image("v1-" + c.driver)
+				image := w.Image("v1-" + c.storage)
 				run := w.Runner(t, c.cat).RunPipeline(ctx, PipelineRunRequest{
-					Name: "pr-" + c.driver, Pipeline: pipelineName,
+					Name: "pr-" + c.storage, Pipeline: pipelineName,
 					// This machine is amd64: the arm64 build needs the emulation opt-in
 					// (the Dockerfile has no RUN step, so nothing is emulated).
 					Params: Params("GIT_URL", w.Fixture.URL, "IMAGE", image, "TLS_VERIFY", "false", "ALLOW_EMULATION", "true"),
 				})
-				checkTwoArchRun(ctx, t, w, run, image, c.driver)
+				checkTwoArchRun(ctx, t, w, run, image, c.took, c.driver)
 			})
 		}
 	})
@@ -147,6 +161,8 @@ func TestRealBuild(t *testing.T) {
 
 	t.Run("layer-cache", func(t *testing.T) { testLayerCache(ctx, t, w) })
 
+	t.Run("storage", func(t *testing.T) { testStorage(ctx, t, w) })
+
 	t.Run("bad-input", func(t *testing.T) {
 		dead := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 		short := w.Fixture.Commit[:12]
@@ -176,7 +192,7 @@ func TestRealBuild(t *testing.T) {
 			{
 				name: "missing-dockerfile", req: build("DOCKERFILE", "./docker/Dockerfile.missing"), lastStep: "build",
 				want: []string{"error: DOCKERFILE './docker/Dockerfile.missing' does not exist in the repository at commit " + w.Fixture.Commit +
-					" (top level: Dockerfile Dockerfile.run NOTES bin go.mod main.go )"},
+					" (top level: Dockerfile Dockerfile.cpu Dockerfile.run NOTES bin go.mod main.go )"},
 			},
 			{
 				name: "cache-not-a-bool", req: build("CACHE", "yes"), lastStep: "build",
@@ -351,7 +367,9 @@ func checkCheckout(t *testing.T, root, commit string) {
 
 // checkTwoArchRun checks a PipelineRun of the two-arch Pipeline end to end,
 // against the registry's own answers.
-func checkTwoArchRun(ctx context.Context, t *testing.T, w *World, run *PipelineRun, image, driver string) {
+// took is the storage the build step says it took, driver buildah's
+// storage directory for it.
+func checkTwoArchRun(ctx context.Context, t *testing.T, w *World, run *PipelineRun, image, took, driver string) {
 	t.Helper()
 	if run.Err != nil {
 		for name, tr := range run.TaskRuns {
@@ -383,8 +401,8 @@ func checkTwoArchRun(ctx context.Context, t *testing.T, w *World, run *PipelineR
 				t.Errorf("build-%s result %s = %q, want %q", arch, name, got, want)
 			}
 		}
-		if !strings.Contains(tr.Log, "(storage: "+driver+")") {
-			t.Errorf("build-%s did not build with %s storage:\n%s", arch, driver, tr.Log)
+		if !strings.Contains(tr.Log, "\nstorage: "+took+" (") || !strings.Contains(tr.Log, "(storage: "+took+")") {
+			t.Errorf("build-%s did not build with %s storage:\n%s", arch, took, tr.Log)
 		}
 		if _, err := os.Stat(filepath.Join(tr.Dir, "volumes", "containers", "storage", driver)); err != nil {
 			t.Errorf("build-%s's own storage (its containers volume) has no %s layers: %v", arch, driver, err)

@@ -1,0 +1,183 @@
+package realbuild
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/catalog"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+)
+
+// StorageDockerfile builds what tells buildah's storage modes apart, FROM
+// the busybox base (build arg BASE): files many and small, then one of
+// bigMiB, then copy-ups of both in a later RUN (appends, a chmod), and files
+// deleted (a whiteout in /bin, a directory of the base copied up). Not an
+// opaque directory: OpaqueDockerfile says why.
+func StorageDockerfile(smallFiles, bigMiB int) string {
+	return fmt.Sprintf(`ARG BASE
+FROM ${BASE}
+RUN mkdir -p /data/small && cd /data/small && i=0 && while [ $i -lt %[1]d ]; do echo "file $i" >f$i; i=$((i+1)); done
+RUN dd if=/dev/zero of=/data/big bs=1M count=%[2]d 2>/dev/null
+RUN for f in /data/small/f1*; do echo more >>"$f"; done && echo tail >>/data/big && chmod 600 /data/small/f2
+RUN rm -f /bin/vi /data/small/f3*
+`, smallFiles, bigMiB)
+}
+
+// OpaqueDockerfile deletes a directory of the base (its empty /root) and
+// makes it again. The kernel's overlay marks such a directory opaque, and
+// buildah's diff of it writes the marker (root/.wh..wh..opq) into the layer;
+// fuse-overlayfs and vfs compare trees and write only root/made-again. The
+// same files, another digest: the one place the storage mode shows.
+const OpaqueDockerfile = `ARG BASE
+FROM ${BASE}
+RUN rm -rf /root && mkdir /root && echo new >/root/made-again
+`
+
+// Benchmark Dockerfiles, for comparing the storage modes here and on the
+// cluster test's real node (both FROM the busybox base, build arg BASE).
+var (
+	// BenchIODockerfile is small-files and copy-up heavy: 3,000 small files,
+	// a 200 MiB file, then copy-ups of both, deletions and an opaque
+	// directory.
+	BenchIODockerfile = StorageDockerfile(3000, 200)
+	// BenchCPUDockerfile spends its time hashing in RUN steps and writes
+	// almost nothing: 2 x 1 GiB of zeros through sha256sum and md5sum.
+	BenchCPUDockerfile = `ARG BASE
+FROM ${BASE}
+RUN dd if=/dev/zero bs=1M count=1024 2>/dev/null | sha256sum >/sha256
+RUN dd if=/dev/zero bs=1M count=1024 2>/dev/null | md5sum >/md5
+`
+)
+
+// GitRepo makes a repository of files (path -> content) in one commit on
+// main, serves it from the World's git daemon under name.git, and returns
+// its URL.
+func (w *World) GitRepo(tb testing.TB, name string, files map[string]string) string {
+	tb.Helper()
+	src := filepath.Join(filepath.Dir(w.gitBase), name+"-src")
+	for p, content := range files {
+		full := filepath.Join(src, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	git := func(args ...string) {
+		tb.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=fixture", "GIT_AUTHOR_EMAIL=fixture@example.com",
+			"GIT_COMMITTER_NAME=fixture", "GIT_COMMITTER_EMAIL=fixture@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+filepath.Dir(w.gitBase))
+		if b, err := cmd.CombinedOutput(); err != nil {
+			tb.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, b)
+		}
+	}
+	git("init", "-q", "-b", "main")
+	git("add", ".")
+	git("commit", "-q", "-m", name)
+	if out, err := exec.Command("git", "clone", "-q", "--bare", src, filepath.Join(w.gitBase, name+".git")).CombinedOutput(); err != nil {
+		tb.Fatalf("git clone --bare: %v\n%s", err, out)
+	}
+	url := w.Git.URL(name + ".git")
+	w.Git.WaitReady(tb, url)
+	return url
+}
+
+// GenerateCatalog generates the catalog of a configuration (YAML on top of
+// the default, as a user's file) into a temporary directory and loads it.
+func GenerateCatalog(tb testing.TB, configYAML string) *Catalog {
+	tb.Helper()
+	cfg, err := config.Parse([]byte(configYAML), "test configuration")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	files, err := catalog.Generate(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	for p, b := range files {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(full, b, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	c, err := LoadCatalog(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// BuildahVersion is the host buildah's major and minor version.
+func BuildahVersion(tb testing.TB) (string, int, int) {
+	tb.Helper()
+	out, err := exec.Command("buildah", "--version").Output()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v := strings.Fields(strings.TrimPrefix(string(out), "buildah version "))[0]
+	var major, minor int
+	if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil {
+		tb.Fatalf("buildah version %q: %v", v, err)
+	}
+	return v, major, minor
+}
+
+// LayerEntries lists the paths in an image's last layer, from the registry.
+func LayerEntries(ctx context.Context, ref, tmp string) ([]string, error) {
+	dir, err := os.MkdirTemp(tmp, "image-")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Skopeo(ctx, "copy", "--quiet", "--src-tls-verify=false", "docker://"+ref, "dir:"+dir); err != nil {
+		return nil, err
+	}
+	mb, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		return nil, err
+	}
+	var m struct {
+		Layers []struct {
+			Digest string `json:"digest"`
+		} `json:"layers"`
+	}
+	if err := json.Unmarshal(mb, &m); err != nil || len(m.Layers) == 0 {
+		return nil, fmt.Errorf("manifest of %s: %v (%d layers)", ref, err, len(m.Layers))
+	}
+	f, err := os.Open(filepath.Join(dir, strings.TrimPrefix(m.Layers[len(m.Layers)-1].Digest, "sha256:")))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, strings.TrimPrefix(h.Name, "./"))
+	}
+}
