@@ -359,6 +359,16 @@ func buildTasks(c catalog) []string {
 	return names
 }
 
+// nodeArch is the architecture of the kwok node name.
+func nodeArch(name string) string {
+	for _, n := range buildNodes {
+		if n.name == name {
+			return n.arch
+		}
+	}
+	return ""
+}
+
 // fuseNode is the one node of arch that advertises /dev/fuse.
 func fuseNode(arch string) string {
 	for _, n := range buildNodes {
@@ -489,8 +499,12 @@ func (s *stack) driveToSuccess(t testing.TB, r *prRun) {
 // params where the step scripts read them.
 func checkBuildPod(t testing.TB, c catalog, pod *corev1.Pod, arch string) {
 	t.Helper()
-	if want := fuseNode(arch); pod.Spec.NodeName != want {
-		t.Errorf("build-%s pod %s scheduled on %q, want %q (the %s node with %s)", arch, pod.Name, pod.Spec.NodeName, want, arch, fuseResource)
+	if c.cfg.Build.NeedsFuse() {
+		if want := fuseNode(arch); pod.Spec.NodeName != want {
+			t.Errorf("build-%s pod %s scheduled on %q, want %q (the %s node with %s)", arch, pod.Name, pod.Spec.NodeName, want, arch, fuseResource)
+		}
+	} else if got := nodeArch(pod.Spec.NodeName); got != arch {
+		t.Errorf("build-%s pod %s scheduled on %q (%s), want a node of %s", arch, pod.Name, pod.Spec.NodeName, got, arch)
 	}
 	if got := pod.Spec.NodeSelector["kubernetes.io/arch"]; got != arch {
 		t.Errorf("build-%s pod nodeSelector kubernetes.io/arch = %q, want %q", arch, got, arch)
@@ -506,11 +520,14 @@ func checkBuildPod(t testing.TB, c catalog, pod *corev1.Pod, arch string) {
 	if build == nil {
 		return
 	}
-	// Only overlay storage mounts through fuse-overlayfs; vfs needs no /dev/fuse.
-	if c.cfg.Build.StorageDriver == "overlay" {
-		if q, ok := build.Resources.Limits[corev1.ResourceName(c.cfg.Build.FuseResource)]; !ok || q.String() != "1" {
-			t.Errorf("build-%s step-build limits %v, want %s: 1", arch, build.Resources.Limits, c.cfg.Build.FuseResource)
-		}
+	// Only fuse-overlayfs needs /dev/fuse, and then it must keep the pod off
+	// nodes without it; the other storage modes ask for nothing.
+	q, ok := build.Resources.Limits[corev1.ResourceName(c.cfg.Build.FuseResource)]
+	if c.cfg.Build.NeedsFuse() && (!ok || q.String() != "1") {
+		t.Errorf("build-%s step-build limits %v, want %s: 1", arch, build.Resources.Limits, c.cfg.Build.FuseResource)
+	}
+	if !c.cfg.Build.NeedsFuse() && ok {
+		t.Errorf("build-%s step-build limits %v: %s with build.storage %s", arch, build.Resources.Limits, c.cfg.Build.FuseResource, c.cfg.Build.Storage)
 	}
 	checkSecurity(t, c, pod, "step-build")
 	if pod.Spec.ServiceAccountName != c.cfg.Example.ServiceAccount {
@@ -810,7 +827,7 @@ func (s *stack) withoutTaskRunSpecs(t testing.TB, c catalog) {
 		t.Logf("without taskRunSpecs: build-%s (PLATFORM=%s) scheduled on %s (kubernetes.io/arch=%s)",
 			arch, envOf(pod, "step-build", "PLATFORM"), node.Name, node.Labels["kubernetes.io/arch"])
 		if arch == "arm64" && node.Labels["kubernetes.io/arch"] != "amd64" {
-			t.Errorf("without taskRunSpecs and the arm64 node cordoned, build-arm64 landed on %s (%s); want the amd64 fuse node",
+			t.Errorf("without taskRunSpecs and the arm64 node cordoned, build-arm64 landed on %s (%s); want an amd64 node",
 				node.Name, node.Labels["kubernetes.io/arch"])
 		}
 	}
