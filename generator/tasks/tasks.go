@@ -23,6 +23,12 @@ const (
 	ManifestName = "buildah-manifest"
 )
 
+// BuildTaskLabel, with the value BuildName, marks the build Task. Tekton
+// copies a Task's labels to its TaskRuns and their pods, which is how the
+// cluster's arch-pinning admission policy tells this catalog's build pods
+// from every other pod, whatever started the run.
+const BuildTaskLabel = "tekton-multiarch.dev/task"
+
 // Step names. Tekton names a step's container step-<name>, which the
 // pre-1.30 AppArmor annotation must spell out.
 const (
@@ -294,6 +300,7 @@ func Build(cfg *config.Config) *v1.Task {
 			},
 		},
 	}
+	t.Labels[BuildTaskLabel] = BuildName
 	appArmorAnnotations(cfg, t, BuildStep)
 	return t
 }

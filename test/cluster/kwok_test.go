@@ -241,6 +241,9 @@ type kwokNodes struct{}
 
 func (kwokNodes) startNodes(t testing.TB, s *stack) { s.startKwok(t) }
 
+// Both kinds of node are nodeProviders (realNodeProvider is used as one).
+var _ nodeProvider = kwokNodes{}
+
 func finishAnnotations(t testing.TB, outcomes map[string]stepOutcome) map[string]string {
 	t.Helper()
 	ann := map[string]string{annFinish: "true"}
