@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -259,6 +260,19 @@ func TestHubMetadata(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The README's tkn command is TknStartCommand's, which the cluster test
+// runs with the real tkn.
+func TestReadmeTknCommand(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := regexp.MustCompile(`\\\n\s*`).ReplaceAllString(string(data), "")
+	if want := TknStartCommand(config.Default()); !strings.Contains(readme, want) {
+		t.Errorf("README.md does not show the tested tkn command:\n%s", want)
 	}
 }
 

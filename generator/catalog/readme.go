@@ -52,6 +52,7 @@ var funcs = template.FuncMap{
 	"eventTypes":     triggers.EventTypes,
 	"install":        InstallCommand,
 	"buildTaskLabel": func() string { return tasks.BuildTaskLabel },
+	"tknStart":       TknStartCommand,
 	"archPolicyAPI":  func() string { return cluster.ArchPolicyAPIVersion },
 	"sample":         SampleFile,
 	"code": func(xs []string) string {

@@ -154,6 +154,12 @@ func report(out io.Writer, seen map[string]string, tr *v1.TaskRun) {
 	if tr.Status.PodName != "" {
 		say(t+"/pod", "pod "+tr.Status.PodName)
 	}
+	// A pod no node can take (no node of its architecture, none with
+	// room, a cordoned one): Tekton keeps the run going and puts the
+	// scheduler's reason on the TaskRun. Say it, rather than wait silently.
+	if cond := tr.Status.GetCondition(apis.ConditionSucceeded); cond != nil && cond.Status == corev1.ConditionUnknown && waiting(cond.Reason) {
+		say(t+"/pending", "pending: "+cond.Message)
+	}
 	for _, s := range tr.Status.Steps {
 		var state string
 		switch {
@@ -181,6 +187,16 @@ func report(out io.Writer, seen map[string]string, tr *v1.TaskRun) {
 			say(t+"/done", "failed: "+cond.Reason+": "+cond.Message)
 		}
 	}
+}
+
+// waiting reasons: Tekton's for a pod that is not running yet (pkg/pod:
+// ReasonPodPending, ReasonExceededNodeResources, and the quota one).
+func waiting(reason string) bool {
+	switch reason {
+	case "Pending", "ExceededNodeResources", "ExceededResourceQuota":
+		return true
+	}
+	return false
 }
 
 func stepLabel(step string) string {

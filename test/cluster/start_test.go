@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // startCLI is the project's own command line, built once from the working
@@ -206,6 +210,38 @@ func (s *stack) startCommand(t *testing.T, c catalog) {
 		if got.IsDone() || got.Spec.Status != "" {
 			t.Errorf("PipelineRun %s was stopped (status %q) by Ctrl-C on start", pr.name, got.Spec.Status)
 		}
+	})
+
+	// A build no node can take: start --follow says why it waits, with the
+	// scheduler's reason, instead of waiting silently.
+	t.Run("follow-pending", func(t *testing.T) {
+		ctx := context.Background()
+		arm := fuseNode("arm64")
+		cordon := func(on bool) {
+			patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on)
+			if _, err := s.kube.CoreV1().Nodes().Patch(ctx, arm, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Fatalf("cordon=%v %s: %v", on, arm, err)
+			}
+		}
+		cordon(true)
+		t.Cleanup(func() { cordon(false) })
+		r := cli.run(t, append(common, "--follow", "--timeout", "2m")...)
+		pr := r.created(t, s, c)
+		t.Cleanup(func() {
+			patch := []byte(`{"spec":{"status":"Cancelled"}}`)
+			if _, err := s.tekton.TektonV1().PipelineRuns(c.ns()).Patch(ctx, pr.name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				t.Errorf("cancel %s: %v", pr.name, err)
+			}
+		})
+		want := regexp.MustCompile(`\[build-arm64\] pending: .*0/\d+ nodes are available: .*unschedulable`)
+		s.waitFor(t, "start --follow to say why build-arm64 waits", 60*time.Second, func(context.Context) (bool, error) {
+			return want.MatchString(r.out.String()), fmt.Errorf("output so far:\n%s", r.out.String())
+		})
+		if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		r.wait(t, 30*time.Second)
+		t.Logf("$ tekton-multiarch start --follow ... (%s cordoned)\n%s", arm, r.out.String())
 	})
 
 	t.Run("follow-timeout", func(t *testing.T) {
