@@ -24,7 +24,7 @@ func eventListener(cfg *config.Config) *triggersv1.EventListener {
 				Name: t.Provider + "-push",
 				// In this order, the filter and the overlay read only
 				// deliveries the webhook secret vouches for.
-				Interceptors: []*triggersv1.EventInterceptor{providerInterceptor(cfg), celInterceptor(cfg)},
+				Interceptors: []*triggersv1.EventInterceptor{providerInterceptor(cfg), celInterceptor(cfg), tagInterceptor()},
 				Bindings:     []*triggersv1.EventListenerBinding{{Ref: BindingName, Kind: triggersv1.NamespacedTriggerBindingKind}},
 				Template:     &triggersv1.EventListenerTemplate{Ref: ptr(Name)},
 			}},

@@ -201,7 +201,7 @@ func TestPushEvents(t *testing.T) {
 		event    func(t *testing.T) event
 		wantTag  string // "" means the event must be dropped
 		wantRev  string
-		dropedBy string
+		dropedBy string // the interceptor that drops it, and the start of its message
 	}{
 		{"push to the configured branch", nil, func(t *testing.T) event {
 			return githubEvent(t, "push", payload(t, "github-push.json", nil), webhookSecret)
@@ -215,6 +215,26 @@ func TestPushEvents(t *testing.T) {
 		{"tag push with tags on", nil, func(t *testing.T) event {
 			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/v1.2.3"}), webhookSecret)
 		}, "v1.2.3", after, ""},
+		// Git tags that are not image tags, mapped to valid ones.
+		{"tag with a slash", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/release/1.0"}), webhookSecret)
+		}, "release-1.0", after, ""},
+		{"semver tag with build metadata", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/v1.0.0+build.5"}), webhookSecret)
+		}, "v1.0.0_build.5", after, ""},
+		{"tag with other characters", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/v2@rc#1~x"}), webhookSecret)
+		}, "v2-rc-1-x", after, ""},
+		{"gitlab tag with a slash", gitlabCfg, func(t *testing.T) event {
+			return gitlabEvent("Tag Push Hook", payload(t, "gitlab-push.json", map[string]any{"ref": "refs/tags/release/2.0+x", "object_kind": "tag_push"}), webhookSecret)
+		}, "release-2.0_x", gitlabSHA, ""},
+		// Tags no mapping makes valid are refused at the listener.
+		{"tag longer than 128", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/v" + strings.Repeat("1", 128)}), webhookSecret)
+		}, "", "", "cel: expression " + triggers.ImageTagCheck()},
+		{"tag starting with '-' once mapped", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/@v1"}), webhookSecret)
+		}, "", "", "cel: expression " + triggers.ImageTagCheck()},
 		{"tag push with tags off", noTags, func(t *testing.T) event {
 			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/v1.2.3"}), webhookSecret)
 		}, "", "", "cel"},
@@ -266,7 +286,8 @@ func TestPushEvents(t *testing.T) {
 				if pr != nil {
 					t.Fatalf("the event was let through and made a PipelineRun for %s", param(pr, "IMAGE"))
 				}
-				if !strings.HasPrefix(reason, tc.dropedBy+": ") {
+				t.Logf("dropped: %s", reason)
+				if !strings.HasPrefix(reason, tc.dropedBy) {
 					t.Errorf("dropped by %q, want the %s interceptor", reason, tc.dropedBy)
 				}
 				return
