@@ -70,6 +70,7 @@ example:
 		s.driveToSuccess(t, s.tknStart(t, v))
 	})
 	t.Run("no-node-pending", func(t *testing.T) { s.noNodePending(t, c) })
+	t.Run("matrix-limits", func(t *testing.T) { s.matrixLimits(t, c) })
 }
 
 // policyTypo: the API server compiles the policy's CEL when it is applied,
