@@ -99,8 +99,8 @@ func TestTektonValidation(t *testing.T) {
 				}
 				all.Add(o)
 			}
-			if len(all.Tasks) != 3 || len(all.Pipelines) != 1 || len(all.PipelineRuns) != 2 || len(all.TaskRuns) != 3 {
-				t.Errorf("decoded %d tasks, %d pipelines, %d pipelineruns, %d taskruns; want 3, 1, 2, 3",
+			if len(all.Tasks) != 3 || len(all.Pipelines) != 2 || len(all.PipelineRuns) != 3 || len(all.TaskRuns) != 3 {
+				t.Errorf("decoded %d tasks, %d pipelines, %d pipelineruns, %d taskruns; want 3, 2, 3, 3",
 					len(all.Tasks), len(all.Pipelines), len(all.PipelineRuns), len(all.TaskRuns))
 			}
 			for _, e := range lint.Check(all) {
@@ -271,8 +271,10 @@ func TestReadmeTknCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	readme := regexp.MustCompile(`\\\n\s*`).ReplaceAllString(string(data), "")
-	if want := TknStartCommand(config.Default()); !strings.Contains(readme, want) {
-		t.Errorf("README.md does not show the tested tkn command:\n%s", want)
+	for _, want := range []string{TknStartCommand(config.Default()), TknStartMatrixCommand(config.Default())} {
+		if !strings.Contains(readme, want) {
+			t.Errorf("README.md does not show the tested tkn command:\n%s", want)
+		}
 	}
 }
 

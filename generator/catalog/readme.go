@@ -53,6 +53,7 @@ var funcs = template.FuncMap{
 	"install":        InstallCommand,
 	"buildTaskLabel": func() string { return tasks.BuildTaskLabel },
 	"tknStart":       TknStartCommand,
+	"tknStartMatrix": TknStartMatrixCommand,
 	"imageTagCheck":  triggers.ImageTagCheck,
 	"archPolicyAPI":  func() string { return cluster.ArchPolicyAPIVersion },
 	"sample":         SampleFile,

@@ -106,6 +106,53 @@ func (s *stack) matrixLimits(t *testing.T, c catalog) {
 	})
 }
 
+// driveMatrix drives a run of the catalog's multiarch-build-matrix to
+// success: one build per platform, each on its architecture's node, pushed
+// to <tag>-ARCH; the manifest gets every IMAGE_REF, the platforms and the
+// commits as arrays; the run's results.
+func (s *stack) driveMatrix(t testing.TB, r *prRun, platforms ...string) {
+	t.Helper()
+	refs := r.finishMatrixBuilds(t, platforms...)
+	var manifest *v1.TaskRun
+	s.waitFor(t, "the manifest TaskRun", 60*time.Second, func(ctx context.Context) (bool, error) {
+		trs, err := r.matrixTaskRuns(ctx)
+		for i := range trs {
+			if trs[i].Labels[pipeline.PipelineTaskLabelKey] == "manifest" {
+				manifest = &trs[i]
+			}
+		}
+		return manifest != nil, err
+	})
+	params := map[string][]string{}
+	for _, p := range manifest.Spec.Params {
+		params[p.Name] = append(p.Value.ArrayVal, p.Value.StringVal)
+	}
+	got := append([]string{}, params["IMAGES"]...)
+	got = slices.DeleteFunc(got, func(s string) bool { return s == "" })
+	sort.Strings(got)
+	if !slices.Equal(got, refs) {
+		t.Errorf("manifest IMAGES %v, want %v", got, refs)
+	}
+	commit := buildValues(r.c, "amd64").commit
+	for name, want := range map[string][]string{"PLATFORM_LIST": platforms, "SOURCE_COMMIT_LIST": slices.Repeat([]string{commit}, len(platforms))} {
+		got := slices.DeleteFunc(append([]string{}, params[name]...), func(s string) bool { return s == "" })
+		if !slices.Equal(got, want) {
+			t.Errorf("manifest %s %v, want %v", name, got, want)
+		}
+	}
+	t.Logf("manifest params IMAGES %v PLATFORM_LIST %v SOURCE_COMMIT_LIST %v", got, params["PLATFORM_LIST"], params["SOURCE_COMMIT_LIST"])
+	mpod := r.waitPod(t, manifest)
+	index := fakeDigest("index")
+	r.finish(t, mpod, map[string]stepOutcome{
+		"step-manifest": {results: map[string]string{"IMAGE_URL": r.c.cfg.Example.Image, "IMAGE_DIGEST": index, "IMAGES": "x"}},
+	})
+	pr := r.waitDone(t)
+	if cond := pr.Status.GetCondition(apis.ConditionSucceeded); !succeeded(cond) {
+		t.Fatalf("PipelineRun %s: %s", r.name, condition(cond))
+	}
+	t.Logf("PipelineRun %s (%v): %s", r.name, platforms, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
+}
+
 // matrixRun applies a Pipeline that builds each platform of its PLATFORMS
 // param (default linux/amd64, linux/arm64) with a matrix, then the
 // manifest with manifestParams, and starts it without taskRunSpecs.
@@ -183,6 +230,9 @@ func (r *prRun) finishMatrixBuilds(t testing.TB, platforms ...string) []string {
 		pod := r.waitPod(t, &builds[i])
 		platform := envOf(pod, "step-build", "PLATFORM")
 		arch := strings.Split(platform, "/")[1]
+		if !slices.Contains(platforms, platform) {
+			t.Errorf("a build of %s, not one of %v", platform, platforms)
+		}
 		if want := fuseNode(arch); pod.Spec.NodeName != want {
 			t.Errorf("matrix build of %s on %s, want %s", platform, pod.Spec.NodeName, want)
 		}

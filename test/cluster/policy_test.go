@@ -70,6 +70,13 @@ example:
 		s.driveToSuccess(t, s.tknStart(t, v))
 	})
 	t.Run("no-node-pending", func(t *testing.T) { s.noNodePending(t, c) })
+	t.Run("tkn-matrix-pipeline", func(t *testing.T) {
+		// The README's command: the configured platforms.
+		s.driveMatrix(t, s.tkn(t, c, gencatalog.TknStartMatrixCommand(c.cfg)), "linux/amd64", "linux/arm64")
+		// Chosen at run time: exactly those.
+		cmd := strings.Replace(gencatalog.TknStartMatrixCommand(c.cfg), "PLATFORMS=linux/amd64,linux/arm64", "PLATFORMS=linux/arm64", 1)
+		s.driveMatrix(t, s.tkn(t, c, cmd), "linux/arm64")
+	})
 	t.Run("matrix-limits", func(t *testing.T) { s.matrixLimits(t, c) })
 }
 
@@ -236,7 +243,13 @@ var tknStartedRE = regexp.MustCompile(`PipelineRun started: (\S+)`)
 // the real tkn v0.46.0, in the catalog's directory, and returns the run.
 func (s *stack) tknStart(t testing.TB, c catalog) *prRun {
 	t.Helper()
-	args := strings.Fields(gencatalog.TknStartCommand(c.cfg))
+	return s.tkn(t, c, gencatalog.TknStartCommand(c.cfg))
+}
+
+// tkn runs a tkn pipeline start command line with the real tkn.
+func (s *stack) tkn(t testing.TB, c catalog, command string) *prRun {
+	t.Helper()
+	args := strings.Fields(command)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	argv := append([]string{"--net=" + s.nsPath, "--", filepath.Join(s.bin, "tkn"), "--kubeconfig=" + s.pki.kubeconfig}, args[1:]...)
