@@ -15,24 +15,95 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"knative.dev/pkg/apis"
 
+	"github.com/tekton-multiarch/tekton-multiarch/generator/cluster"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/pipeline"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/tasks"
 )
 
+// Clients talk to the cluster.
+type Clients struct {
+	Tekton versioned.Interface
+	Kube   kubernetes.Interface
+}
+
 // Connect loads a client config as kubectl does: the --kubeconfig file,
 // else $KUBECONFIG, else ~/.kube/config, else the in-cluster config.
-func Connect(kubeconfig string) (versioned.Interface, error) {
+func Connect(kubeconfig string) (Clients, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
 	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("no cluster to talk to (%v): pass --kubeconfig or set KUBECONFIG", err)
+		return Clients{}, fmt.Errorf("no cluster to talk to (%v): pass --kubeconfig or set KUBECONFIG", err)
 	}
-	return versioned.NewForConfig(rc)
+	var c Clients
+	if c.Tekton, err = versioned.NewForConfig(rc); err != nil {
+		return c, err
+	}
+	c.Kube, err = kubernetes.NewForConfig(rc)
+	return c, err
+}
+
+// ArchPolicyMissing says why the arch-pinning policy cannot be relied on,
+// or "" when it and its binding are in the cluster. A ServiceAccount or
+// user allowed only the namespace's starter Role cannot read the
+// cluster-scoped policy: that too is "cannot rely on it".
+func ArchPolicyMissing(ctx context.Context, k kubernetes.Interface) string {
+	api := k.AdmissionregistrationV1beta1()
+	if _, err := api.MutatingAdmissionPolicies().Get(ctx, cluster.ArchPolicyName, metav1.GetOptions{}); err != nil {
+		return policyProblem("MutatingAdmissionPolicy", err)
+	}
+	if _, err := api.MutatingAdmissionPolicyBindings().Get(ctx, cluster.ArchPolicyName, metav1.GetOptions{}); err != nil {
+		return policyProblem("MutatingAdmissionPolicyBinding", err)
+	}
+	return ""
+}
+
+func policyProblem(kind string, err error) string {
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("the arch-pinning %s %s is not in the cluster (kubectl apply -f examples/cluster/arch-pinning.yaml)", kind, cluster.ArchPolicyName)
+	case apierrors.IsForbidden(err):
+		return fmt.Sprintf("cannot read the arch-pinning %s %s (forbidden)", kind, cluster.ArchPolicyName)
+	default:
+		return fmt.Sprintf("cannot read the arch-pinning %s %s: %v", kind, cluster.ArchPolicyName, err)
+	}
+}
+
+// CheckMatrixInstalled fails unless the run-time-platforms Pipeline and
+// its Tasks are in ns.
+func CheckMatrixInstalled(ctx context.Context, c versioned.Interface, ns string) error {
+	apply := fmt.Sprintf("kubectl apply -n %s -R -f tasks/ -f pipelines/", ns)
+	for _, get := range []struct {
+		kind, name string
+		get        func() error
+	}{
+		{"Pipeline", pipeline.MatrixName, func() error {
+			_, err := c.TektonV1().Pipelines(ns).Get(ctx, pipeline.MatrixName, metav1.GetOptions{})
+			return err
+		}},
+		{"Task", tasks.BuildName, func() error {
+			_, err := c.TektonV1().Tasks(ns).Get(ctx, tasks.BuildName, metav1.GetOptions{})
+			return err
+		}},
+		{"Task", tasks.ManifestName, func() error {
+			_, err := c.TektonV1().Tasks(ns).Get(ctx, tasks.ManifestName, metav1.GetOptions{})
+			return err
+		}},
+	} {
+		err := get.get()
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("%w: %s %s is not in namespace %s; run `%s`", ErrNotInstalled, get.kind, get.name, ns, apply)
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s %s in namespace %s: %w", get.kind, get.name, ns, err)
+		}
+	}
+	return nil
 }
 
 // ErrNotInstalled says what is missing from the namespace and how to fix it.
@@ -136,10 +207,19 @@ func Follow(ctx context.Context, c versioned.Interface, ns, name string, out io.
 }
 
 func task(tr *v1.TaskRun) string {
-	if t := tr.Labels["tekton.dev/pipelineTask"]; t != "" {
-		return t
+	t := tr.Labels["tekton.dev/pipelineTask"]
+	if t == "" {
+		return tr.Name
 	}
-	return tr.Name
+	// A matrix makes one TaskRun per platform under one pipeline task.
+	if t == pipeline.MatrixBuildTask {
+		for _, p := range tr.Spec.Params {
+			if p.Name == "PLATFORM" {
+				return t + " " + p.Value.StringVal
+			}
+		}
+	}
+	return t
 }
 
 // report prints what changed in one TaskRun since the last look.
@@ -157,7 +237,9 @@ func report(out io.Writer, seen map[string]string, tr *v1.TaskRun) {
 	// A pod no node can take (no node of its architecture, none with
 	// room, a cordoned one): Tekton keeps the run going and puts the
 	// scheduler's reason on the TaskRun. Say it, rather than wait silently.
-	if cond := tr.Status.GetCondition(apis.ConditionSucceeded); cond != nil && cond.Status == corev1.ConditionUnknown && waiting(cond.Reason) {
+	// Tekton's bare "Pending" (a pod just created, no condition yet) says
+	// nothing the pod line did not.
+	if cond := tr.Status.GetCondition(apis.ConditionSucceeded); cond != nil && cond.Status == corev1.ConditionUnknown && waiting(cond.Reason) && cond.Message != "Pending" {
 		say(t+"/pending", "pending: "+cond.Message)
 	}
 	for _, s := range tr.Status.Steps {

@@ -162,6 +162,9 @@ func (s *stack) startCommand(t *testing.T, c catalog) {
 				t.Errorf("start --follow output lacks %q", w)
 			}
 		}
+		if strings.Contains(out, "pending: Pending") {
+			t.Errorf("start --follow printed Tekton's bare Pending as a reason")
+		}
 		// Each progress line is said once: no repeats, no spinner.
 		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 			if strings.Count(out, line+"\n") > 1 {
@@ -209,6 +212,60 @@ func (s *stack) startCommand(t *testing.T, c catalog) {
 		}
 		if got.IsDone() || got.Spec.Status != "" {
 			t.Errorf("PipelineRun %s was stopped (status %q) by Ctrl-C on start", pr.name, got.Spec.Status)
+		}
+	})
+
+	// The Pipeline that takes its platforms at run time: only arm64 this time.
+	t.Run("matrix-pipeline", func(t *testing.T) {
+		r := cli.run(t, append(common, "--pipeline", "multiarch-build-matrix", "--arch", "arm64", "--follow", "--timeout", "2m")...)
+		pr := r.created(t, s, c)
+		got, err := pr.get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Spec.PipelineRef.Name != "multiarch-build-matrix" || len(got.Spec.TaskRunSpecs) != 0 {
+			t.Errorf("run of %s with %d taskRunSpecs, want multiarch-build-matrix without", got.Spec.PipelineRef.Name, len(got.Spec.TaskRunSpecs))
+		}
+		s.driveMatrix(t, pr, "linux/arm64")
+		code := r.wait(t, 30*time.Second)
+		out := r.out.String()
+		t.Logf("$ tekton-multiarch start --pipeline multiarch-build-matrix --arch arm64 --follow ...\n%s", out)
+		if code != 0 {
+			t.Errorf("start exited %d", code)
+		}
+		for _, w := range []string{"[build linux/arm64] build+push: done", "[manifest] manifest: done", "succeeded: "} {
+			if !strings.Contains(out, w) {
+				t.Errorf("start --follow output lacks %q", w)
+			}
+		}
+		if strings.Contains(out, "linux/amd64") {
+			t.Errorf("an amd64 build in a run of --arch arm64")
+		}
+	})
+
+	// Without the policy a matrix cannot pin its builds: start says so and
+	// runs the explicit Pipeline with taskRunSpecs.
+	t.Run("matrix-without-policy-falls-back", func(t *testing.T) {
+		if out, err := s.kubectl(t, c.dir, "delete", "mutatingadmissionpolicybinding", "multiarch-build-arch"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		t.Cleanup(func() { s.applyPolicy(t, c) })
+		r := cli.run(t, append(common, "--pipeline", "multiarch-build-matrix", "--follow", "--timeout", "2m")...)
+		pr := r.created(t, s, c)
+		got, err := pr.get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Spec.PipelineRef.Name != "multiarch-build" || len(got.Spec.TaskRunSpecs) != len(archs(c)) {
+			t.Errorf("fallback run of %s with %d taskRunSpecs, want multiarch-build with one per architecture", got.Spec.PipelineRef.Name, len(got.Spec.TaskRunSpecs))
+		}
+		s.driveToSuccess(t, pr)
+		code := r.wait(t, 30*time.Second)
+		out := r.out.String()
+		t.Logf("$ tekton-multiarch start --pipeline multiarch-build-matrix --follow ... (no policy binding)\n%s", out)
+		want := "the arch-pinning MutatingAdmissionPolicyBinding multiarch-build-arch is not in the cluster (kubectl apply -f examples/cluster/arch-pinning.yaml): multiarch-build-matrix cannot pin its builds; running multiarch-build with a taskRunSpec per architecture instead"
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("exit %d; want exit 0 and %q", code, want)
 		}
 	})
 
