@@ -27,7 +27,7 @@ func newStart(stdout, stderr io.Writer) *cobra.Command {
 	var o start.Options
 	var configPath, kubeconfig, output string
 	var dryRun, follow bool
-	var timeout, poll time.Duration
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "start --git-url URL --image REGISTRY/REPO:TAG [--ref REF]",
 		Short: "Start a multi-arch build on the cluster, each architecture pinned to its nodes",
@@ -107,7 +107,7 @@ func newStart(stdout, stderr io.Writer) *cobra.Command {
 			}
 			fctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			out, err := start.Follow(fctx, c, ns, name, stdout, poll)
+			out, err := start.Follow(fctx, c, ns, name, stdout)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				fmt.Fprintf(stderr, "stopped following; %s goes on. Cancel it with: tkn pipelinerun cancel %s -n %s\n", name, name, ns)
@@ -138,6 +138,5 @@ func newStart(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVarP(&output, "output", "o", "", "with --dry-run: yaml (default) or json")
 	f.BoolVar(&follow, "follow", false, "follow the run per architecture until it ends; exit non-zero if it fails")
 	f.DurationVar(&timeout, "timeout", time.Hour, "with --follow: how long to wait for the run to end")
-	f.DurationVar(&poll, "poll", 2*time.Second, "with --follow: how often to look at the run")
 	return cmd
 }

@@ -126,7 +126,7 @@ func (r *running) created(t testing.TB, s *stack, c catalog) *prRun {
 // their nodes, results, manifest after the builds).
 func (s *stack) startCommand(t *testing.T, c catalog) {
 	cli := buildCLI(t, s)
-	common := []string{"--git-url", c.cfg.Example.GitURL, "--ref", c.cfg.Example.GitRef, "--image", c.cfg.Example.Image, "--poll", "200ms"}
+	common := []string{"--git-url", c.cfg.Example.GitURL, "--ref", c.cfg.Example.GitRef, "--image", c.cfg.Example.Image}
 
 	t.Run("missing-pipeline", func(t *testing.T) {
 		if out, err := s.kubectl(t, "", "create", "namespace", "no-catalog"); err != nil {
