@@ -95,6 +95,9 @@ func pushRun(cfg *config.Config) *v1.PipelineRun {
 	opts.GitRef = "$(tt.params.git-revision)"
 	opts.Image = repo + ":$(tt.params." + imageTagParam + ")"
 	pr := pipeline.PipelineRun(opts)
+	if cfg.Triggers.Pipeline == pipeline.MatrixName {
+		pr = pipeline.MatrixRun(opts)
+	}
 	pr.Annotations = map[string]string{
 		"tekton-multiarch.dev/git-ref":    "$(tt.params.git-ref)",
 		"tekton-multiarch.dev/repository": "$(tt.params.repository)",

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/pipeline"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/triggers"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/validate"
 )
@@ -185,6 +186,14 @@ func param(pr *v1.PipelineRun, name string) string {
 	return ""
 }
 
+// config names the Pipelines as the pipeline package does.
+func TestPipelineNames(t *testing.T) {
+	if config.PipelineExplicit != pipeline.Name || config.PipelineMatrix != pipeline.MatrixName {
+		t.Errorf("config's Pipeline names %s, %s differ from the pipeline package's %s, %s",
+			config.PipelineExplicit, config.PipelineMatrix, pipeline.Name, pipeline.MatrixName)
+	}
+}
+
 func TestPushEvents(t *testing.T) {
 	const after = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
 	const gitlabSHA = "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
@@ -195,6 +204,7 @@ func TestPushEvents(t *testing.T) {
 	}
 	gitlabCfg := withConfig(func(c *config.Config) { c.Triggers.Provider = config.ProviderGitLab })
 	noTags := withConfig(func(c *config.Config) { c.Triggers.Tags = false })
+	matrix := withConfig(func(c *config.Config) { c.Triggers.Pipeline = config.PipelineMatrix })
 	for _, tc := range []struct {
 		name     string
 		cfg      *config.Config
@@ -204,6 +214,9 @@ func TestPushEvents(t *testing.T) {
 		dropedBy string // the interceptor that drops it, and the start of its message
 	}{
 		{"push to the configured branch", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", nil), webhookSecret)
+		}, after[:12], after, ""},
+		{"push running the matrix Pipeline", matrix, func(t *testing.T) event {
 			return githubEvent(t, "push", payload(t, "github-push.json", nil), webhookSecret)
 		}, after[:12], after, ""},
 		{"push to another branch", nil, func(t *testing.T) event {
@@ -305,10 +318,25 @@ func TestPushEvents(t *testing.T) {
 			if got := param(pr, "GIT_URL"); !strings.HasSuffix(got, "tekton-multiarch/hello.git") {
 				t.Errorf("GIT_URL = %q", got)
 			}
-			if len(pr.Spec.TaskRunSpecs) != len(cfg.Architectures) {
+			if cfg.Triggers.Pipeline == config.PipelineMatrix {
+				// No taskRunSpecs: the arch policy pins the matrix's builds.
+				var platforms []string
+				for _, p := range pr.Spec.Params {
+					if p.Name == "PLATFORMS" {
+						platforms = p.Value.ArrayVal
+					}
+				}
+				if pr.Spec.PipelineRef.Name != pipeline.MatrixName || len(pr.Spec.TaskRunSpecs) != 0 || strings.Join(platforms, ",") != "linux/amd64,linux/arm64" {
+					t.Errorf("run of %s, %d taskRunSpecs, PLATFORMS %v; want %s, none, the configured platforms",
+						pr.Spec.PipelineRef.Name, len(pr.Spec.TaskRunSpecs), platforms, pipeline.MatrixName)
+				}
+			} else if len(pr.Spec.TaskRunSpecs) != len(cfg.Architectures) {
 				t.Fatalf("%d taskRunSpecs, want one per architecture", len(pr.Spec.TaskRunSpecs))
 			}
 			for i, a := range cfg.Architectures {
+				if len(pr.Spec.TaskRunSpecs) == 0 {
+					break
+				}
 				s := pr.Spec.TaskRunSpecs[i]
 				if s.PipelineTaskName != "build-"+a.ID() || s.PodTemplate.NodeSelector["kubernetes.io/arch"] != a.Name {
 					t.Errorf("taskRunSpecs[%d] = %s %v", i, s.PipelineTaskName, s.PodTemplate.NodeSelector)
