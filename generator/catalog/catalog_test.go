@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -98,8 +99,8 @@ func TestTektonValidation(t *testing.T) {
 				}
 				all.Add(o)
 			}
-			if len(all.Tasks) != 3 || len(all.Pipelines) != 1 || len(all.PipelineRuns) != 2 || len(all.TaskRuns) != 3 {
-				t.Errorf("decoded %d tasks, %d pipelines, %d pipelineruns, %d taskruns; want 3, 1, 2, 3",
+			if len(all.Tasks) != 3 || len(all.Pipelines) != 2 || len(all.PipelineRuns) != 3 || len(all.TaskRuns) != 3 {
+				t.Errorf("decoded %d tasks, %d pipelines, %d pipelineruns, %d taskruns; want 3, 2, 3, 3",
 					len(all.Tasks), len(all.Pipelines), len(all.PipelineRuns), len(all.TaskRuns))
 			}
 			for _, e := range lint.Check(all) {
@@ -139,6 +140,7 @@ func TestKubernetesValidation(t *testing.T) {
 				"*v1.DaemonSet": 1, "*v1.ConfigMap": 1, "*v1.Role": 1, "*cluster.AppArmorProfile": 1,
 				"*v1beta1.EventListener": 1, "*v1beta1.TriggerBinding": 1, "*v1beta1.TriggerTemplate": 1,
 				"*v1.RoleBinding": 1, "*v1.ClusterRoleBinding": 1,
+				"*v1beta1.MutatingAdmissionPolicy": 1, "*v1beta1.MutatingAdmissionPolicyBinding": 1,
 			}
 			if !tc.cfg.AppArmor.UsesAppArmor() {
 				want["*cluster.AppArmorProfile"] = 0
@@ -171,6 +173,7 @@ func TestKubernetesValidationRejectsBrokenObjects(t *testing.T) {
 	ds := string(files[FusePluginFile])
 	id := string(files["examples/cluster/build-identity.yaml"])
 	tr := string(files["examples/triggers/triggers.yaml"])
+	pol := string(files[ArchPolicyFile])
 	for _, tc := range []struct{ name, path, yaml, want string }{
 		{"typo", "ds", strings.Replace(ds, "      volumes:", "      volumess:", 1), `unknown field "spec.template.spec.volumess"`},
 		{"selector does not match", "ds", strings.Replace(ds, "        app.kubernetes.io/name: fuse-device-plugin\n        app.kubernetes.io/part-of", "        app.kubernetes.io/name: other\n        app.kubernetes.io/part-of", 1), "must match spec.selector"},
@@ -180,9 +183,13 @@ func TestKubernetesValidationRejectsBrokenObjects(t *testing.T) {
 		{"listener without its template", "tr", strings.Replace(tr, "      template:\n        ref: multiarch-build\n", "", 1), "expected exactly one"},
 		{"template param undeclared", "tr", strings.Replace(tr, "$(tt.params.git-revision)", "$(tt.params.git-sha)", 1), "git-sha"},
 		{"interceptor typo", "tr", strings.Replace(tr, "interceptors:", "interceptor:", 1), `unknown field "spec.triggers[0].interceptor"`},
+		{"policy typo", "pol", strings.Replace(pol, "matchConditions:", "matchCondition:", 1), `unknown field "spec.matchCondition"`},
+		{"policy lets unpinned pods through", "pol", strings.Replace(pol, "failurePolicy: Fail", "failurePolicy: Ignore", 1), "spec.failurePolicy"},
+		{"policy touches every pod", "pol", strings.Replace(pol, "    objectSelector:\n      matchLabels:\n        tekton-multiarch.dev/task: buildah-build\n", "", 1), "spec.matchConstraints.objectSelector"},
+		{"binding of another policy", "pol", strings.Replace(pol, "policyName: multiarch-build-arch", "policyName: multiarch-build-arc", 1), "spec.policyName"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.yaml == ds || tc.yaml == id || tc.yaml == tr {
+			if tc.yaml == ds || tc.yaml == id || tc.yaml == tr || tc.yaml == pol {
 				t.Fatal("the replacement did not apply; the test is stale")
 			}
 			objs, err := validate.DecodeKubernetes(tc.path, []byte(tc.yaml))
@@ -263,6 +270,21 @@ func TestHubMetadata(t *testing.T) {
 					t.Errorf("%s/%s: annotation %s missing", tc.name, m.name, k)
 				}
 			}
+		}
+	}
+}
+
+// The README's tkn command is TknStartCommand's, which the cluster test
+// runs with the real tkn.
+func TestReadmeTknCommand(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := regexp.MustCompile(`\\\n\s*`).ReplaceAllString(string(data), "")
+	for _, want := range []string{TknStartCommand(config.Default()), TknStartMatrixCommand(config.Default())} {
+		if !strings.Contains(readme, want) {
+			t.Errorf("README.md does not show the tested tkn command:\n%s", want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"path"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	admissionv1beta1 "k8s.io/api/admissionregistration/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -22,11 +23,13 @@ type ClusterObjects struct {
 	Seccomp        []byte
 	// The AppArmor profile text and its security-profiles-operator object;
 	// "" and nil in apparmor.mode none.
-	Profile         string
-	OperatorProfile *cluster.AppArmorProfile
-	LoaderConfig    *corev1.ConfigMap
-	Loader          *appsv1.DaemonSet
-	Identity        cluster.Identity
+	Profile           string
+	OperatorProfile   *cluster.AppArmorProfile
+	LoaderConfig      *corev1.ConfigMap
+	Loader            *appsv1.DaemonSet
+	Identity          cluster.Identity
+	ArchPolicy        *admissionv1beta1.MutatingAdmissionPolicy
+	ArchPolicyBinding *admissionv1beta1.MutatingAdmissionPolicyBinding
 }
 
 func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
@@ -51,6 +54,7 @@ func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
 	}
 	c.LoaderConfig, c.Loader = cluster.Loader(cfg, c.Seccomp, c.Profile)
 	c.Identity = cluster.NewIdentity(cfg)
+	c.ArchPolicy, c.ArchPolicyBinding = cluster.ArchPolicy(cfg)
 	return c, nil
 }
 
@@ -63,6 +67,9 @@ func SeccompFile(cfg *config.Config) string {
 // FusePluginFile is the fuse device plugin's manifest, generated only for
 // build.storage: fuse-overlayfs.
 const FusePluginFile = "examples/cluster/fuse-device-plugin.yaml"
+
+// ArchPolicyFile holds the arch-pinning admission policy and its binding.
+const ArchPolicyFile = "examples/cluster/arch-pinning.yaml"
 
 // LoaderFile is the node-profile loader's manifest.
 const LoaderFile = "examples/cluster/node-profiles/node-profile-loader.yaml"
@@ -104,6 +111,15 @@ func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 			c.FusePlugin); err != nil {
 			return err
 		}
+	}
+	if err := multi(ArchPolicyFile,
+		"# Pins every pod of the build Task to a node of the platform it builds, whoever\n"+
+			"# started the run (tkn pipeline start, the Dashboard, kubectl create without\n"+
+			"# taskRunSpecs): kubectl apply -f "+ArchPolicyFile+"\n"+
+			"# Kubernetes 1.34/1.35: the API server needs --feature-gates=MutatingAdmissionPolicy=true\n"+
+			"# --runtime-config=admissionregistration.k8s.io/v1beta1=true. See examples/cluster/README.md.\n",
+		c.ArchPolicy, c.ArchPolicyBinding); err != nil {
+		return err
 	}
 	files[SeccompFile(cfg)] = c.Seccomp
 	loaderNote := "# Install the seccomp profile " + cfg.Seccomp.Profile + " on every node"

@@ -42,16 +42,21 @@ var funcs = template.FuncMap{
 		}
 		return b.String()
 	},
-	"buildTask":    pipeline.BuildTask,
-	"registryHost": cluster.RegistryHost,
-	"escapeDots":   func(s string) string { return strings.ReplaceAll(s, ".", `\\.`) },
-	"userns":       func() string { return usernsNote },
-	"filter":       triggers.Filter,
-	"imageTag":     triggers.ImageTagOverlay,
-	"providerName": providerName,
-	"eventTypes":   triggers.EventTypes,
-	"install":      InstallCommand,
-	"sample":       SampleFile,
+	"buildTask":      pipeline.BuildTask,
+	"registryHost":   cluster.RegistryHost,
+	"escapeDots":     func(s string) string { return strings.ReplaceAll(s, ".", `\\.`) },
+	"userns":         func() string { return usernsNote },
+	"filter":         triggers.Filter,
+	"imageTag":       triggers.ImageTagOverlay,
+	"providerName":   providerName,
+	"eventTypes":     triggers.EventTypes,
+	"install":        InstallCommand,
+	"buildTaskLabel": func() string { return tasks.BuildTaskLabel },
+	"tknStart":       TknStartCommand,
+	"tknStartMatrix": TknStartMatrixCommand,
+	"imageTagCheck":  triggers.ImageTagCheck,
+	"archPolicyAPI":  func() string { return cluster.ArchPolicyAPIVersion },
+	"sample":         SampleFile,
 	"code": func(xs []string) string {
 		q := make([]string, len(xs))
 		for i, x := range xs {

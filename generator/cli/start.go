@@ -27,7 +27,7 @@ func newStart(stdout, stderr io.Writer) *cobra.Command {
 	var o start.Options
 	var configPath, kubeconfig, output string
 	var dryRun, follow bool
-	var timeout, poll time.Duration
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "start --git-url URL --image REGISTRY/REPO:TAG [--ref REF]",
 		Short: "Start a multi-arch build on the cluster, each architecture pinned to its nodes",
@@ -69,13 +69,30 @@ func newStart(stdout, stderr io.Writer) *cobra.Command {
 
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c, err := start.Connect(kubeconfig)
+			clients, err := start.Connect(kubeconfig)
 			if err != nil {
 				return &exitError{ExitFailed, err}
 			}
+			c := clients.Tekton
 			ns := pr.Namespace
-			if err := start.CheckInstalled(ctx, c, ns, cfg.Architectures); err != nil {
-				return &exitError{ExitFailed, err}
+			if o.Matrix() {
+				// Nothing pins a matrix's builds but the policy: without it,
+				// the explicit Pipeline with taskRunSpecs, and say so.
+				if why := start.ArchPolicyMissing(ctx, clients.Kube); why != "" {
+					fb, err := start.Fallback(cfg, o)
+					if err != nil {
+						return &exitError{ExitFailed, fmt.Errorf("%s: %s cannot pin its builds; %w", why, o.Pipeline, err)}
+					}
+					fmt.Fprintf(stderr, "%s: %s cannot pin its builds; running %s with a taskRunSpec per architecture instead\n", why, o.Pipeline, fb.Spec.PipelineRef.Name)
+					pr, o.Pipeline = fb, fb.Spec.PipelineRef.Name
+				} else if err := start.CheckMatrixInstalled(ctx, c, ns); err != nil {
+					return &exitError{ExitFailed, err}
+				}
+			}
+			if !o.Matrix() {
+				if err := start.CheckInstalled(ctx, c, ns, cfg.Architectures); err != nil {
+					return &exitError{ExitFailed, err}
+				}
 			}
 			created, err := c.TektonV1().PipelineRuns(ns).Create(ctx, pr, metav1.CreateOptions{})
 			if err != nil {
@@ -90,7 +107,7 @@ func newStart(stdout, stderr io.Writer) *cobra.Command {
 			}
 			fctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			out, err := start.Follow(fctx, c, ns, name, stdout, poll)
+			out, err := start.Follow(fctx, c, ns, name, stdout)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				fmt.Fprintf(stderr, "stopped following; %s goes on. Cancel it with: tkn pipelinerun cancel %s -n %s\n", name, name, ns)
@@ -114,12 +131,12 @@ func newStart(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVarP(&o.Namespace, "namespace", "n", "", "namespace of the catalog and the run (default: the configuration's example.namespace)")
 	f.StringVar(&o.ServiceAccount, "service-account", "", "ServiceAccount of the run (default: the configuration's example.serviceAccount)")
 	f.StringVar(&o.RegistrySecret, "registry-secret", "", "dockerconfigjson Secret for the dockerconfig workspace (default: the configuration's example.registrySecret)")
+	f.StringVar(&o.Pipeline, "pipeline", "multiarch-build", "multiarch-build (a taskRunSpec pins each architecture) or multiarch-build-matrix (the --arch platforms chosen at run time; needs examples/cluster/arch-pinning.yaml, else falls back to multiarch-build)")
 	f.StringVar(&configPath, "config", "", "the configuration the installed catalog was generated from (default: the embedded one)")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
 	f.BoolVar(&dryRun, "dry-run", false, "print the PipelineRun, talk to no cluster")
 	f.StringVarP(&output, "output", "o", "", "with --dry-run: yaml (default) or json")
 	f.BoolVar(&follow, "follow", false, "follow the run per architecture until it ends; exit non-zero if it fails")
 	f.DurationVar(&timeout, "timeout", time.Hour, "with --follow: how long to wait for the run to end")
-	f.DurationVar(&poll, "poll", 2*time.Second, "with --follow: how often to look at the run")
 	return cmd
 }

@@ -33,6 +33,7 @@ func TestStartRefusesBadInput(t *testing.T) {
 		{"image without tag", []string{"start", "--git-url", "https://github.com/me/app.git", "--image", "registry.example.com/me/app"}, "--image: \"registry.example.com/me/app\" is not an image reference with a tag"},
 		{"image by digest", []string{"start", "--git-url", "https://github.com/me/app.git", "--image", "registry.example.com/me/app@sha256:" + strings.Repeat("a", 64)}, "--image: \"registry.example.com/me/app@sha256:"},
 		{"malformed image", []string{"start", "--git-url", "https://github.com/me/app.git", "--image", "Registry Example/app:v1"}, "--image:"},
+		{"unknown pipeline", append(ok, "--pipeline", "multiarch-build-matrx"), "--pipeline: \"multiarch-build-matrx\" is not a Pipeline of this catalog"},
 		{"ref with a space", append(ok, "--ref", "my branch"), "--ref: \"my branch\" is not a valid git ref"},
 		{"bad namespace", append(ok, "--namespace", "Builds_NS"), "--namespace: \"Builds_NS\""},
 		{"output without dry-run", append(ok, "-o", "yaml"), "--output: prints the PipelineRun instead of creating it, so it needs --dry-run"},
@@ -62,6 +63,7 @@ func TestStartDryRun(t *testing.T) {
 	}{
 		{"start-dry-run.yaml", []string{"--dry-run"}},
 		{"start-dry-run.json", []string{"--dry-run", "-o", "json"}},
+		{"start-dry-run-matrix-arm64.yaml", []string{"--dry-run", "--pipeline", "multiarch-build-matrix", "--arch", "arm64"}},
 		{"start-dry-run-flags.yaml", []string{"--dry-run", "--ref", "v1.2.3", "--arch", "linux/arm64,amd64", "-n", "ci", "--service-account", "ci-builder", "--registry-secret", "ci-registry"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

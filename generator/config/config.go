@@ -51,7 +51,16 @@ type Triggers struct {
 	WebhookSecret  string   `json:"webhookSecret"`
 	ServiceAccount string   `json:"serviceAccount"`
 	IngressHost    string   `json:"ingressHost"`
+	// Pipeline a push runs: PipelineExplicit or PipelineMatrix.
+	Pipeline string `json:"pipeline"`
 }
+
+// The catalog's Pipelines, as triggers.pipeline names them (the pipeline
+// package, which imports this one, has the same names).
+const (
+	PipelineExplicit = "multiarch-build"
+	PipelineMatrix   = "multiarch-build-matrix"
+)
 
 // Providers.
 const (
@@ -459,6 +468,11 @@ func (c *Config) Validate() []FieldError {
 	case ProviderGitHub, ProviderGitLab:
 	default:
 		add("triggers.provider", "%q is not supported; use github or gitlab", c.Triggers.Provider)
+	}
+	switch c.Triggers.Pipeline {
+	case PipelineExplicit, PipelineMatrix:
+	default:
+		add("triggers.pipeline", "%q is not a Pipeline of this catalog; use %s (a taskRunSpec pins each architecture) or %s (needs examples/cluster/arch-pinning.yaml)", c.Triggers.Pipeline, PipelineExplicit, PipelineMatrix)
 	}
 	if len(c.Triggers.Repositories) == 0 {
 		add("triggers.repositories", "empty; list the repositories whose pushes build, e.g. me/app")

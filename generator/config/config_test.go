@@ -119,6 +119,7 @@ func TestParseRejects(t *testing.T) {
 		{"arch label override", "architectures: [{name: amd64, nodeSelector: {kubernetes.io/arch: arm64}}]", "architectures[0].nodeSelector[kubernetes.io/arch]", "set by the generator"},
 		{"bad label", "architectures: [{name: amd64, nodeSelector: {'bad key!': x}}]", "architectures[0].nodeSelector[bad key!]", "bad label key"},
 		{"bad toleration", "architectures: [{name: amd64, tolerations: [{key: a, operator: Maybe}]}]", "architectures[0].tolerations[0].operator", "use Equal or Exists"},
+		{"unknown triggers pipeline", "triggers: {pipeline: multiarch-matrix}", "triggers.pipeline", "not a Pipeline of this catalog; use multiarch-build"},
 		{"empty image", "images: {buildah: ''}", "images.buildah", "empty"},
 		{"latest image", "images: {buildah: quay.io/buildah/stable:latest}", "images.buildah", "floating tag"},
 		{"untagged image", "images: {gitSync: registry.k8s.io/git-sync/git-sync}", "images.gitSync", "no tag or digest"},

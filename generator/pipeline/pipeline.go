@@ -145,6 +145,81 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 	return p
 }
 
+// MatrixName is the Pipeline whose platforms are chosen at run time.
+const MatrixName = "multiarch-build-matrix"
+
+// MatrixBuildTask is its one, matrixed, build task.
+const MatrixBuildTask = "build"
+
+// MatrixPipeline builds the platforms of its PLATFORMS param (an array,
+// default the configured ones), one build per platform through a Tekton
+// matrix, then the manifest. Nothing in it pins a build to its architecture
+// (taskRunSpecs name a pipeline task, and the matrix has one for every
+// platform): it needs the cluster's arch-pinning policy. Measured on Tekton
+// v1.15.0: a matrix's results reach the next task only as arrays, and an
+// array cannot fill a string param, hence the manifest's *_LIST params; a
+// per-platform TAG_SUFFIX through matrix.include adds the include's platform
+// to every run, hence PLATFORM_TAG_SUFFIX.
+func MatrixPipeline(cfg *config.Config) *v1.Pipeline {
+	p := Pipeline(cfg)
+	p.Name = MatrixName
+	p.Annotations["tekton.dev/displayName"] = "multi-arch build (platforms chosen at run time)"
+	p.Annotations["tekton.dev/tags"] = "image-build, buildah, multi-arch, matrix"
+	// Matrix results fanned in as arrays: measured on v1.15.0, the only
+	// release tested; older ones with the beta matrix may work.
+	p.Annotations["tekton.dev/pipelines.minVersion"] = "1.15.0"
+	p.Spec.Description = "Builds an image natively on a node of each platform of PLATFORMS (default " + tasks.Platforms(cfg) + "), in parallel through a matrix, " +
+		"then pushes one multi-arch index of them. Needs the cluster's arch-pinning admission policy (examples/cluster/arch-pinning.yaml) to put each build on its architecture."
+	p.Spec.Params = append(v1.ParamSpecs{{
+		Name: "PLATFORMS", Type: v1.ParamTypeArray,
+		Description: "The platforms to build, each linux/ARCH[/VARIANT]; each is pushed to <tag>-ARCH[-VARIANT].",
+		Default:     &v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: strings.Split(tasks.Platforms(cfg), ",")},
+	}}, p.Spec.Params...)
+	build := p.Spec.Tasks[0]
+	build.Name = MatrixBuildTask
+	var params v1.Params
+	for _, prm := range build.Params {
+		switch prm.Name {
+		case "PLATFORM":
+		case "TAG_SUFFIX":
+			params = append(params, v1.Param{Name: "PLATFORM_TAG_SUFFIX", Value: str("true")})
+		default:
+			params = append(params, prm)
+		}
+	}
+	build.Params = params
+	build.Matrix = &v1.Matrix{Params: v1.Params{{Name: "PLATFORM", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(params.PLATFORMS[*])"}}}}}
+	manifest := p.Spec.Tasks[len(p.Spec.Tasks)-1]
+	manifest.Params = v1.Params{
+		{Name: "IMAGE", Value: str(param("IMAGE"))},
+		{Name: "IMAGES", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(tasks." + MatrixBuildTask + ".results.IMAGE_REF[*])"}}},
+		{Name: "PLATFORM_LIST", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(params.PLATFORMS[*])"}}},
+		{Name: "SOURCE_COMMIT_LIST", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(tasks." + MatrixBuildTask + ".results.COMMIT[*])"}}},
+		{Name: "TLS_VERIFY", Value: str(param("TLS_VERIFY"))},
+	}
+	p.Spec.Tasks = []v1.PipelineTask{build, manifest}
+	// The git URL and commit come from the matrix only as arrays; the
+	// string results Tekton Chains reads cannot take them.
+	p.Spec.Results = p.Spec.Results[:3]
+	return p
+}
+
+// MatrixRun runs MatrixPipeline for o's architectures, without taskRunSpecs.
+func MatrixRun(o RunOptions) *v1.PipelineRun {
+	pr := PipelineRun(o)
+	pr.Spec.PipelineRef.Name = MatrixName
+	if pr.GenerateName != "" {
+		pr.GenerateName = MatrixName + "-"
+	}
+	var ps []string
+	for _, a := range o.Architectures {
+		ps = append(ps, a.Platform())
+	}
+	pr.Spec.Params = append(v1.Params{{Name: "PLATFORMS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: ps}}}, pr.Spec.Params...)
+	pr.Spec.TaskRunSpecs = nil
+	return pr
+}
+
 // RunOptions is what a PipelineRun of the Pipeline is made of.
 type RunOptions struct {
 	// Name or GenerateName; one of them.

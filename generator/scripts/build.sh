@@ -5,6 +5,8 @@
 #
 #   IMAGE, TAG_SUFFIX     push to ${IMAGE}${TAG_SUFFIX}; IMAGE must carry a tag
 #                         when TAG_SUFFIX is set
+#   PLATFORM_TAG_SUFFIX   "true": TAG_SUFFIX is -ARCH[-VARIANT] of PLATFORM
+#                         (-arm64, -arm-v7), for a matrix that can pass only PLATFORM
 #   PLATFORM              linux/ARCH[/VARIANT], e.g. linux/arm64, linux/arm/v7
 #   ALLOW_EMULATION       "true" to build for another architecture than the node's
 #   DOCKERFILE, CONTEXT   paths relative to the repository root
@@ -66,6 +68,10 @@ node_platform() {
 }
 
 TAG_SUFFIX=${TAG_SUFFIX:-}
+if [ "${PLATFORM_TAG_SUFFIX:-false}" = true ]; then
+	# A malformed PLATFORM is refused below, by its own check.
+	TAG_SUFFIX=-$(printf '%s' "${PLATFORM#linux/}" | tr / -)
+fi
 TLS_VERIFY=${TLS_VERIFY:-true}
 ALLOW_EMULATION=${ALLOW_EMULATION:-false}
 STORAGE=${STORAGE:-auto}

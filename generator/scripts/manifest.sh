@@ -14,7 +14,12 @@
 #   DOCKERCONFIG_BOUND, DOCKERCONFIG_PATH   registry credentials workspace
 #   RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGES   result files
 #   CONTAINERS_ROOT, CONTAINERS_RUNROOT     optional buildah storage locations
-#   arguments         IMAGES: each architecture's image as repo@sha256:...
+#   arguments         IMAGES: each architecture's image as repo@sha256:...,
+#                     then "--platforms" and the platforms as words, then
+#                     "--commits" and the commits as words: the array forms of
+#                     PLATFORMS and SOURCE_COMMITS (a matrix's results are
+#                     arrays, which Tekton cannot pass as a string), used
+#                     when those are empty
 set -eu
 
 die() {
@@ -25,6 +30,25 @@ die() {
 TLS_VERIFY=${TLS_VERIFY:-true}
 PUSH_RETRIES=${PUSH_RETRIES:-3}
 PLATFORMS=${PLATFORMS:-}
+SOURCE_COMMITS=${SOURCE_COMMITS:-}
+
+# Split the arguments: the images stay the positional parameters.
+n=$#
+mode=images
+list_platforms=
+list_commits=
+for a do
+	case $mode:$a in
+	*:--platforms) mode=platforms ;;
+	*:--commits) mode=commits ;;
+	images:*) set -- "$@" "$a" ;;
+	platforms:*) list_platforms=${list_platforms:+$list_platforms,}$a ;;
+	commits:*) list_commits=${list_commits:+$list_commits }$a ;;
+	esac
+done
+shift "$n"
+PLATFORMS=${PLATFORMS:-$list_platforms}
+SOURCE_COMMITS=${SOURCE_COMMITS:-$list_commits}
 : "${RESULT_IMAGE_URL:?}" "${RESULT_IMAGE_DIGEST:?}" "${RESULT_IMAGES:?}"
 case "$TLS_VERIFY" in
 true | false) ;;
@@ -55,7 +79,7 @@ same_commit() {
 		[ "$c" = "$first" ] || die "the architectures were built from different commits ($*): the branch moved during the run; pin GIT_REF to a full commit SHA and run again"
 	done
 }
-if [ -n "${SOURCE_COMMITS:-}" ]; then
+if [ -n "$SOURCE_COMMITS" ]; then
 	# shellcheck disable=SC2086 # split on purpose: one commit per word
 	same_commit $SOURCE_COMMITS
 fi

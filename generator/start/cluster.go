@@ -15,24 +15,96 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"knative.dev/pkg/apis"
 
+	"github.com/tekton-multiarch/tekton-multiarch/generator/cluster"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/pipeline"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/tasks"
 )
 
+// Clients talk to the cluster.
+type Clients struct {
+	Tekton versioned.Interface
+	Kube   kubernetes.Interface
+}
+
 // Connect loads a client config as kubectl does: the --kubeconfig file,
 // else $KUBECONFIG, else ~/.kube/config, else the in-cluster config.
-func Connect(kubeconfig string) (versioned.Interface, error) {
+func Connect(kubeconfig string) (Clients, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
 	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("no cluster to talk to (%v): pass --kubeconfig or set KUBECONFIG", err)
+		return Clients{}, fmt.Errorf("no cluster to talk to (%v): pass --kubeconfig or set KUBECONFIG", err)
 	}
-	return versioned.NewForConfig(rc)
+	var c Clients
+	if c.Tekton, err = versioned.NewForConfig(rc); err != nil {
+		return c, err
+	}
+	c.Kube, err = kubernetes.NewForConfig(rc)
+	return c, err
+}
+
+// ArchPolicyMissing says why the arch-pinning policy cannot be relied on,
+// or "" when it and its binding are in the cluster. A ServiceAccount or
+// user allowed only the namespace's starter Role cannot read the
+// cluster-scoped policy: that too is "cannot rely on it".
+func ArchPolicyMissing(ctx context.Context, k kubernetes.Interface) string {
+	api := k.AdmissionregistrationV1beta1()
+	if _, err := api.MutatingAdmissionPolicies().Get(ctx, cluster.ArchPolicyName, metav1.GetOptions{}); err != nil {
+		return policyProblem("MutatingAdmissionPolicy", err)
+	}
+	if _, err := api.MutatingAdmissionPolicyBindings().Get(ctx, cluster.ArchPolicyName, metav1.GetOptions{}); err != nil {
+		return policyProblem("MutatingAdmissionPolicyBinding", err)
+	}
+	return ""
+}
+
+func policyProblem(kind string, err error) string {
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("the arch-pinning %s %s is not in the cluster (kubectl apply -f examples/cluster/arch-pinning.yaml)", kind, cluster.ArchPolicyName)
+	case apierrors.IsForbidden(err):
+		return fmt.Sprintf("cannot read the arch-pinning %s %s (forbidden)", kind, cluster.ArchPolicyName)
+	default:
+		return fmt.Sprintf("cannot read the arch-pinning %s %s: %v", kind, cluster.ArchPolicyName, err)
+	}
+}
+
+// CheckMatrixInstalled fails unless the run-time-platforms Pipeline and
+// its Tasks are in ns.
+func CheckMatrixInstalled(ctx context.Context, c versioned.Interface, ns string) error {
+	apply := fmt.Sprintf("kubectl apply -n %s -R -f tasks/ -f pipelines/", ns)
+	for _, get := range []struct {
+		kind, name string
+		get        func() error
+	}{
+		{"Pipeline", pipeline.MatrixName, func() error {
+			_, err := c.TektonV1().Pipelines(ns).Get(ctx, pipeline.MatrixName, metav1.GetOptions{})
+			return err
+		}},
+		{"Task", tasks.BuildName, func() error {
+			_, err := c.TektonV1().Tasks(ns).Get(ctx, tasks.BuildName, metav1.GetOptions{})
+			return err
+		}},
+		{"Task", tasks.ManifestName, func() error {
+			_, err := c.TektonV1().Tasks(ns).Get(ctx, tasks.ManifestName, metav1.GetOptions{})
+			return err
+		}},
+	} {
+		err := get.get()
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("%w: %s %s is not in namespace %s; run `%s`", ErrNotInstalled, get.kind, get.name, ns, apply)
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s %s in namespace %s: %w", get.kind, get.name, ns, err)
+		}
+	}
+	return nil
 }
 
 // ErrNotInstalled says what is missing from the namespace and how to fix it.
@@ -86,60 +158,149 @@ type Outcome struct {
 
 // Follow prints the progress of each pipeline task's steps as they change,
 // one line each (readable in a terminal and in CI logs alike), until the
-// run finishes or ctx ends.
-func Follow(ctx context.Context, c versioned.Interface, ns, name string, out io.Writer, every time.Duration) (Outcome, error) {
+// run finishes or ctx ends. It watches the run and its TaskRuns (client-go
+// watches, no polling); a watch the server closes is opened again after a
+// fresh read, so nothing between the two is missed.
+func Follow(ctx context.Context, c versioned.Interface, ns, name string, out io.Writer) (Outcome, error) {
 	seen := map[string]string{}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
+	trs := map[string]*v1.TaskRun{}
+	reportAll := func() {
+		items := make([]*v1.TaskRun, 0, len(trs))
+		for _, tr := range trs {
+			items = append(items, tr)
+		}
+		sort.Slice(items, func(i, j int) bool { return task(items[i]) < task(items[j]) })
+		for _, tr := range items {
+			report(out, seen, tr)
+		}
+	}
+	selector := "tekton.dev/pipelineRun=" + name
+	// read gets the run and its TaskRuns. API calls get their own deadline:
+	// client-go's rate limiter fails a call early when ctx's deadline is
+	// near, with an error that is not ctx's, and a timeout or Ctrl-C must
+	// read as such.
+	read := func() (*v1.PipelineRun, string, error) {
+		api, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		pr, err := c.TektonV1().PipelineRuns(ns).Get(api, name, metav1.GetOptions{})
+		if err != nil {
+			return nil, "", fmt.Errorf("reading PipelineRun %s: %w", name, err)
+		}
+		list, err := c.TektonV1().TaskRuns(ns).List(api, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return nil, "", fmt.Errorf("listing TaskRuns of %s: %w", name, err)
+		}
+		for i := range list.Items {
+			trs[list.Items[i].Name] = &list.Items[i]
+		}
+		return pr, list.ResourceVersion, nil
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return Outcome{}, err
 		}
-		// API calls get their own deadline: client-go's rate limiter fails a
-		// call early when ctx's deadline is near, with an error that is not
-		// ctx's, and a timeout or Ctrl-C must read as such. ctx is checked
-		// between looks instead.
-		api, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		pr, err := c.TektonV1().PipelineRuns(ns).Get(api, name, metav1.GetOptions{})
+		pr, trVersion, err := read()
 		if err != nil {
-			cancel()
-			return Outcome{}, fmt.Errorf("reading PipelineRun %s: %w", name, err)
+			return Outcome{}, err
 		}
-		trs, err := c.TektonV1().TaskRuns(ns).List(api, metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + name})
-		cancel()
-		if err != nil {
-			return Outcome{}, fmt.Errorf("listing TaskRuns of %s: %w", name, err)
-		}
-		items := trs.Items
-		sort.Slice(items, func(i, j int) bool { return task(&items[i]) < task(&items[j]) })
-		for i := range items {
-			report(out, seen, &items[i])
-		}
-		if cond := pr.Status.GetCondition(apis.ConditionSucceeded); cond != nil && cond.Status != corev1.ConditionUnknown {
-			o := Outcome{Succeeded: cond.Status == corev1.ConditionTrue, Reason: cond.Reason + ": " + cond.Message}
-			for _, r := range pr.Status.Results {
-				switch r.Name {
-				case "IMAGE_URL":
-					o.ImageURL = r.Value.StringVal
-				case "IMAGE_DIGEST":
-					o.Digest = r.Value.StringVal
-				}
-			}
+		reportAll()
+		if o, done := outcome(pr); done {
 			return o, nil
 		}
-		select {
-		case <-ctx.Done():
-			return Outcome{}, ctx.Err()
-		case <-tick.C:
+		prW, err := c.TektonV1().PipelineRuns(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name, ResourceVersion: pr.ResourceVersion})
+		if err != nil {
+			if ctx.Err() != nil {
+				return Outcome{}, ctx.Err()
+			}
+			return Outcome{}, fmt.Errorf("watching PipelineRun %s: %w", name, err)
+		}
+		trW, err := c.TektonV1().TaskRuns(ns).Watch(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: trVersion})
+		if err != nil {
+			prW.Stop()
+			if ctx.Err() != nil {
+				return Outcome{}, ctx.Err()
+			}
+			return Outcome{}, fmt.Errorf("watching TaskRuns of %s: %w", name, err)
+		}
+		o, done, err := follow(ctx, prW, trW, trs, reportAll)
+		prW.Stop()
+		trW.Stop()
+		if err != nil || done {
+			if done {
+				// The run's last TaskRun update may come after the run's.
+				if _, _, rerr := read(); rerr == nil {
+					reportAll()
+				}
+			}
+			return o, err
 		}
 	}
 }
 
-func task(tr *v1.TaskRun) string {
-	if t := tr.Labels["tekton.dev/pipelineTask"]; t != "" {
-		return t
+// follow handles watch events until the run is done (done), ctx ends (err)
+// or a watch ends (neither: read again and watch again).
+func follow(ctx context.Context, prW, trW watch.Interface, trs map[string]*v1.TaskRun, reportAll func()) (Outcome, bool, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return Outcome{}, false, ctx.Err()
+		case ev, ok := <-prW.ResultChan():
+			if !ok || ev.Type == watch.Error {
+				return Outcome{}, false, nil
+			}
+			if pr, isPR := ev.Object.(*v1.PipelineRun); isPR {
+				if o, done := outcome(pr); done {
+					return o, true, nil
+				}
+			}
+		case ev, ok := <-trW.ResultChan():
+			if !ok || ev.Type == watch.Error {
+				return Outcome{}, false, nil
+			}
+			if tr, isTR := ev.Object.(*v1.TaskRun); isTR {
+				if ev.Type == watch.Deleted {
+					delete(trs, tr.Name)
+				} else {
+					trs[tr.Name] = tr
+				}
+				reportAll()
+			}
+		}
 	}
-	return tr.Name
+}
+
+// outcome is how pr ended, if it has.
+func outcome(pr *v1.PipelineRun) (Outcome, bool) {
+	cond := pr.Status.GetCondition(apis.ConditionSucceeded)
+	if cond == nil || cond.Status == corev1.ConditionUnknown {
+		return Outcome{}, false
+	}
+	o := Outcome{Succeeded: cond.Status == corev1.ConditionTrue, Reason: cond.Reason + ": " + cond.Message}
+	for _, r := range pr.Status.Results {
+		switch r.Name {
+		case "IMAGE_URL":
+			o.ImageURL = r.Value.StringVal
+		case "IMAGE_DIGEST":
+			o.Digest = r.Value.StringVal
+		}
+	}
+	return o, true
+}
+
+func task(tr *v1.TaskRun) string {
+	t := tr.Labels["tekton.dev/pipelineTask"]
+	if t == "" {
+		return tr.Name
+	}
+	// A matrix makes one TaskRun per platform under one pipeline task.
+	if t == pipeline.MatrixBuildTask {
+		for _, p := range tr.Spec.Params {
+			if p.Name == "PLATFORM" {
+				return t + " " + p.Value.StringVal
+			}
+		}
+	}
+	return t
 }
 
 // report prints what changed in one TaskRun since the last look.
@@ -153,6 +314,14 @@ func report(out io.Writer, seen map[string]string, tr *v1.TaskRun) {
 	}
 	if tr.Status.PodName != "" {
 		say(t+"/pod", "pod "+tr.Status.PodName)
+	}
+	// A pod no node can take (no node of its architecture, none with
+	// room, a cordoned one): Tekton keeps the run going and puts the
+	// scheduler's reason on the TaskRun. Say it, rather than wait silently.
+	// Tekton's bare "Pending" (a pod just created, no condition yet) says
+	// nothing the pod line did not.
+	if cond := tr.Status.GetCondition(apis.ConditionSucceeded); cond != nil && cond.Status == corev1.ConditionUnknown && waiting(cond.Reason) && cond.Message != "Pending" {
+		say(t+"/pending", "pending: "+cond.Message)
 	}
 	for _, s := range tr.Status.Steps {
 		var state string
@@ -181,6 +350,16 @@ func report(out io.Writer, seen map[string]string, tr *v1.TaskRun) {
 			say(t+"/done", "failed: "+cond.Reason+": "+cond.Message)
 		}
 	}
+}
+
+// waiting reasons: Tekton's for a pod that is not running yet (pkg/pod:
+// ReasonPodPending, ReasonExceededNodeResources, and the quota one).
+func waiting(reason string) bool {
+	switch reason {
+	case "Pending", "ExceededNodeResources", "ExceededResourceQuota":
+		return true
+	}
+	return false
 }
 
 func stepLabel(step string) string {

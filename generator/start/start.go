@@ -26,7 +26,13 @@ type Options struct {
 	Namespace      string
 	ServiceAccount string
 	RegistrySecret string
+	// Pipeline is pipeline.Name (default) or pipeline.MatrixName.
+	Pipeline string
 }
+
+// Matrix is whether the run is of the Pipeline that takes its platforms at
+// run time.
+func (o Options) Matrix() bool { return o.Pipeline == pipeline.MatrixName }
 
 // FlagError is bad input, named by its flag. The command exits 2 on it.
 type FlagError struct {
@@ -78,6 +84,9 @@ func (o Options) Resolve(cfg *config.Config) (pipeline.RunOptions, error) {
 		}
 	}
 
+	if o.Pipeline != "" && o.Pipeline != pipeline.Name && o.Pipeline != pipeline.MatrixName {
+		return fail("pipeline", "%q is not a Pipeline of this catalog; use %s (explicit per-architecture tasks, pinned by taskRunSpecs) or %s (platforms chosen at run time, needs the arch-pinning policy)", o.Pipeline, pipeline.Name, pipeline.MatrixName)
+	}
 	archs := cfg.Architectures
 	if len(o.Archs) > 0 {
 		var chosen []config.Architecture
@@ -96,8 +105,8 @@ func (o Options) Resolve(cfg *config.Config) (pipeline.RunOptions, error) {
 		}
 		// The Pipeline runs every build-<arch> task: a run cannot leave one
 		// out, and an unpinned build would land on any node.
-		if len(chosen) != len(cfg.Architectures) {
-			return fail("arch", "the Pipeline builds %s and a run cannot skip one; to build fewer, regenerate the catalog with a configuration listing only those and apply it", ids(cfg.Architectures))
+		if len(chosen) != len(cfg.Architectures) && !o.Matrix() {
+			return fail("arch", "the Pipeline builds %s and a run cannot skip one; to build fewer, use --pipeline %s (needs the arch-pinning policy) or regenerate the catalog with a configuration listing only those", ids(cfg.Architectures), pipeline.MatrixName)
 		}
 		archs = chosen
 	}
@@ -134,5 +143,20 @@ func PipelineRun(cfg *config.Config, o Options) (*v1.PipelineRun, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Matrix() {
+		return pipeline.MatrixRun(ro), nil
+	}
 	return pipeline.PipelineRun(ro), nil
+}
+
+// Fallback is the run of the explicit Pipeline, pinned by taskRunSpecs,
+// for a matrix run on a cluster without the arch-pinning policy. It needs
+// every configured architecture: that Pipeline cannot skip one.
+func Fallback(cfg *config.Config, o Options) (*v1.PipelineRun, error) {
+	o.Pipeline = pipeline.Name
+	pr, err := PipelineRun(cfg, o)
+	if err != nil {
+		return nil, fmt.Errorf("and %s cannot run instead: %w", pipeline.Name, err)
+	}
+	return pr, nil
 }

@@ -23,6 +23,12 @@ const (
 	ManifestName = "buildah-manifest"
 )
 
+// BuildTaskLabel, with the value BuildName, marks the build Task. Tekton
+// copies a Task's labels to its TaskRuns and their pods, which is how the
+// cluster's arch-pinning admission policy tells this catalog's build pods
+// from every other pod, whatever started the run.
+const BuildTaskLabel = "tekton-multiarch.dev/task"
+
 // Step names. Tekton names a step's container step-<name>, which the
 // pre-1.30 AppArmor annotation must spell out.
 const (
@@ -259,6 +265,7 @@ func Build(cfg *config.Config) *v1.Task {
 			Params: append(append([]v1.ParamSpec{
 				StringParam("IMAGE", "Image to push, with a tag: registry.example.com/me/app:v1.", nil),
 				StringParam("TAG_SUFFIX", "Appended to IMAGE's tag, e.g. -arm64; IMAGE must then carry a tag.", ptr("")),
+				StringParam("PLATFORM_TAG_SUFFIX", "\"true\": TAG_SUFFIX is -ARCH[-VARIANT] of PLATFORM (-arm64, -arm-v7), for a matrix over PLATFORM, which cannot give each platform its own TAG_SUFFIX.", ptr("false")),
 				StringParam("PLATFORM", "Platform to build: linux/ARCH[/VARIANT], e.g. linux/arm64 or linux/arm/v7.", nil),
 				StringParam("ALLOW_EMULATION", "\"true\" lets the build run on a node of another architecture (under QEMU emulation).", ptr("false")),
 				StringParam("DOCKERFILE", "Path of the Dockerfile, relative to the repository root.", ptr("./Dockerfile")),
@@ -302,6 +309,7 @@ func Build(cfg *config.Config) *v1.Task {
 			},
 		},
 	}
+	t.Labels[BuildTaskLabel] = BuildName
 	appArmorAnnotations(cfg, t, BuildStep)
 	return t
 }
@@ -310,6 +318,7 @@ func buildStep(cfg *config.Config) v1.Step {
 	e := []corev1.EnvVar{
 		env("IMAGE", param("IMAGE")),
 		env("TAG_SUFFIX", param("TAG_SUFFIX")),
+		env("PLATFORM_TAG_SUFFIX", param("PLATFORM_TAG_SUFFIX")),
 		env("PLATFORM", param("PLATFORM")),
 		env("ALLOW_EMULATION", param("ALLOW_EMULATION")),
 		env("DOCKERFILE", param("DOCKERFILE")),
@@ -365,8 +374,18 @@ func Manifest(cfg *config.Config) *v1.Task {
 			Params: []v1.ParamSpec{
 				StringParam("IMAGE", "Tag to push the index to: registry.example.com/me/app:v1.", nil),
 				{Name: "IMAGES", Type: v1.ParamTypeArray, Description: "Each architecture's image by digest (repository@sha256:...), e.g. the build tasks' IMAGE_REF results."},
-				StringParam("PLATFORMS", "The platforms the index must hold, comma-separated: linux/amd64,linux/arm64.", nil),
-				StringParam("SOURCE_COMMITS", "Space-separated commits the images were built from; the task fails unless all are equal. Empty: not checked.", ptr("")),
+				StringParam("PLATFORMS", "The platforms the index must hold, comma-separated: linux/amd64,linux/arm64. Empty: PLATFORM_LIST.", ptr("")),
+				StringParam("SOURCE_COMMITS", "Space-separated commits the images were built from; the task fails unless all are equal. Empty: SOURCE_COMMIT_LIST; both empty: not checked.", ptr("")),
+				{
+					Name: "PLATFORM_LIST", Type: v1.ParamTypeArray,
+					Description: "PLATFORMS as an array, for a matrix's platforms (Tekton cannot pass an array as a string); used when PLATFORMS is empty.",
+					Default:     &v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{}},
+				},
+				{
+					Name: "SOURCE_COMMIT_LIST", Type: v1.ParamTypeArray,
+					Description: "SOURCE_COMMITS as an array, e.g. a matrixed build's COMMIT results; used when SOURCE_COMMITS is empty.",
+					Default:     &v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{}},
+				},
 				StringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
 				StringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(strconv.Itoa(cfg.Build.PushRetries))),
 			},
@@ -382,7 +401,8 @@ func Manifest(cfg *config.Config) *v1.Task {
 			Steps: []v1.Step{{
 				Name:  ManifestStep,
 				Image: cfg.Images.Buildah,
-				Args:  []string{"$(params.IMAGES[*])"},
+				// The array forms after markers: the script splits them off.
+				Args: []string{"$(params.IMAGES[*])", "--platforms", "$(params.PLATFORM_LIST[*])", "--commits", "$(params.SOURCE_COMMIT_LIST[*])"},
 				Env: append([]corev1.EnvVar{
 					env("IMAGE", param("IMAGE")),
 					env("PLATFORMS", param("PLATFORMS")),

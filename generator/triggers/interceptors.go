@@ -44,15 +44,27 @@ func Filter(cfg *config.Config) string {
 	}
 }
 
-// ImageTagOverlay derives the image tag: the git tag for a tag push, the
-// commit's first 12 hex digits for a branch push.
+// ImageTagOverlay derives the image tag: for a branch push the commit's
+// first 12 hex digits; for a tag push the git tag made a valid image tag.
+// Git allows in a tag what an image tag does not ([A-Za-z0-9_.-] only, at
+// most 128): '+' (semver build metadata, v1.0.0+build.5) becomes '_', as
+// Helm and other OCI tools write it, and every other character outside the
+// set ('/' of release/1.0, ...) becomes '-'. A tag that still is not valid
+// (too long, or starting with '.' or '-') is refused by ImageTagCheck.
 func ImageTagOverlay(cfg *config.Config) string {
 	sha := "body.after"
 	if cfg.Triggers.Provider == config.ProviderGitLab {
 		sha = "body.checkout_sha"
 	}
-	return "body.ref.startsWith('refs/tags/') ? body.ref.substring(10) : " + sha + ".substring(0, 12)"
+	return "body.ref.startsWith('refs/tags/') ? body.ref.substring(10).replace('+', '_').translate('[^A-Za-z0-9_.-]', '-') : " + sha + ".substring(0, 12)"
 }
+
+// ImageTagRE is the OCI distribution spec's tag grammar.
+const ImageTagRE = `^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`
+
+// ImageTagCheck refuses a push whose image tag is not valid, so that no
+// run starts that cannot push; the listener's log names the expression.
+func ImageTagCheck() string { return "extensions.image_tag.matches('" + ImageTagRE + "')" }
 
 // providerInterceptor checks the webhook secret: without it anyone who can
 // reach the listener could start builds.
@@ -82,6 +94,16 @@ func celInterceptor(cfg *config.Config) *triggersv1.EventInterceptor {
 			{Name: "filter", Value: jsonValue(Filter(cfg))},
 			{Name: "overlays", Value: jsonValue([]map[string]string{{"key": "image_tag", "expression": ImageTagOverlay(cfg)}})},
 		},
+	}
+}
+
+// tagInterceptor runs after celInterceptor, on the tag it derived: an
+// interceptor's filter cannot see its own overlays.
+func tagInterceptor() *triggersv1.EventInterceptor {
+	return &triggersv1.EventInterceptor{
+		Name:   ptr("valid-image-tag"),
+		Ref:    triggersv1.InterceptorRef{Name: "cel", Kind: triggersv1.ClusterInterceptorKind},
+		Params: []triggersv1.InterceptorParams{{Name: "filter", Value: jsonValue(ImageTagCheck())}},
 	}
 }
 

@@ -24,7 +24,7 @@ func eventListener(cfg *config.Config) *triggersv1.EventListener {
 				Name: t.Provider + "-push",
 				// In this order, the filter and the overlay read only
 				// deliveries the webhook secret vouches for.
-				Interceptors: []*triggersv1.EventInterceptor{providerInterceptor(cfg), celInterceptor(cfg)},
+				Interceptors: []*triggersv1.EventInterceptor{providerInterceptor(cfg), celInterceptor(cfg), tagInterceptor()},
 				Bindings:     []*triggersv1.EventListenerBinding{{Ref: BindingName, Kind: triggersv1.NamespacedTriggerBindingKind}},
 				Template:     &triggersv1.EventListenerTemplate{Ref: ptr(Name)},
 			}},
@@ -95,6 +95,9 @@ func pushRun(cfg *config.Config) *v1.PipelineRun {
 	opts.GitRef = "$(tt.params.git-revision)"
 	opts.Image = repo + ":$(tt.params." + imageTagParam + ")"
 	pr := pipeline.PipelineRun(opts)
+	if cfg.Triggers.Pipeline == pipeline.MatrixName {
+		pr = pipeline.MatrixRun(opts)
+	}
 	pr.Annotations = map[string]string{
 		"tekton-multiarch.dev/git-ref":    "$(tt.params.git-ref)",
 		"tekton-multiarch.dev/repository": "$(tt.params.repository)",

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/pipeline"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/triggers"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/validate"
 )
@@ -185,6 +186,14 @@ func param(pr *v1.PipelineRun, name string) string {
 	return ""
 }
 
+// config names the Pipelines as the pipeline package does.
+func TestPipelineNames(t *testing.T) {
+	if config.PipelineExplicit != pipeline.Name || config.PipelineMatrix != pipeline.MatrixName {
+		t.Errorf("config's Pipeline names %s, %s differ from the pipeline package's %s, %s",
+			config.PipelineExplicit, config.PipelineMatrix, pipeline.Name, pipeline.MatrixName)
+	}
+}
+
 func TestPushEvents(t *testing.T) {
 	const after = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
 	const gitlabSHA = "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
@@ -195,15 +204,19 @@ func TestPushEvents(t *testing.T) {
 	}
 	gitlabCfg := withConfig(func(c *config.Config) { c.Triggers.Provider = config.ProviderGitLab })
 	noTags := withConfig(func(c *config.Config) { c.Triggers.Tags = false })
+	matrix := withConfig(func(c *config.Config) { c.Triggers.Pipeline = config.PipelineMatrix })
 	for _, tc := range []struct {
 		name     string
 		cfg      *config.Config
 		event    func(t *testing.T) event
 		wantTag  string // "" means the event must be dropped
 		wantRev  string
-		dropedBy string
+		dropedBy string // the interceptor that drops it, and the start of its message
 	}{
 		{"push to the configured branch", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", nil), webhookSecret)
+		}, after[:12], after, ""},
+		{"push running the matrix Pipeline", matrix, func(t *testing.T) event {
 			return githubEvent(t, "push", payload(t, "github-push.json", nil), webhookSecret)
 		}, after[:12], after, ""},
 		{"push to another branch", nil, func(t *testing.T) event {
@@ -215,6 +228,26 @@ func TestPushEvents(t *testing.T) {
 		{"tag push with tags on", nil, func(t *testing.T) event {
 			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/v1.2.3"}), webhookSecret)
 		}, "v1.2.3", after, ""},
+		// Git tags that are not image tags, mapped to valid ones.
+		{"tag with a slash", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/release/1.0"}), webhookSecret)
+		}, "release-1.0", after, ""},
+		{"semver tag with build metadata", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/v1.0.0+build.5"}), webhookSecret)
+		}, "v1.0.0_build.5", after, ""},
+		{"tag with other characters", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/v2@rc#1~x"}), webhookSecret)
+		}, "v2-rc-1-x", after, ""},
+		{"gitlab tag with a slash", gitlabCfg, func(t *testing.T) event {
+			return gitlabEvent("Tag Push Hook", payload(t, "gitlab-push.json", map[string]any{"ref": "refs/tags/release/2.0+x", "object_kind": "tag_push"}), webhookSecret)
+		}, "release-2.0_x", gitlabSHA, ""},
+		// Tags no mapping makes valid are refused at the listener.
+		{"tag longer than 128", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/v" + strings.Repeat("1", 128)}), webhookSecret)
+		}, "", "", "cel: expression " + triggers.ImageTagCheck()},
+		{"tag starting with '-' once mapped", nil, func(t *testing.T) event {
+			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/@v1"}), webhookSecret)
+		}, "", "", "cel: expression " + triggers.ImageTagCheck()},
 		{"tag push with tags off", noTags, func(t *testing.T) event {
 			return githubEvent(t, "push", payload(t, "github-push.json", map[string]any{"ref": "refs/tags/v1.2.3"}), webhookSecret)
 		}, "", "", "cel"},
@@ -266,7 +299,8 @@ func TestPushEvents(t *testing.T) {
 				if pr != nil {
 					t.Fatalf("the event was let through and made a PipelineRun for %s", param(pr, "IMAGE"))
 				}
-				if !strings.HasPrefix(reason, tc.dropedBy+": ") {
+				t.Logf("dropped: %s", reason)
+				if !strings.HasPrefix(reason, tc.dropedBy) {
 					t.Errorf("dropped by %q, want the %s interceptor", reason, tc.dropedBy)
 				}
 				return
@@ -284,10 +318,25 @@ func TestPushEvents(t *testing.T) {
 			if got := param(pr, "GIT_URL"); !strings.HasSuffix(got, "tekton-multiarch/hello.git") {
 				t.Errorf("GIT_URL = %q", got)
 			}
-			if len(pr.Spec.TaskRunSpecs) != len(cfg.Architectures) {
+			if cfg.Triggers.Pipeline == config.PipelineMatrix {
+				// No taskRunSpecs: the arch policy pins the matrix's builds.
+				var platforms []string
+				for _, p := range pr.Spec.Params {
+					if p.Name == "PLATFORMS" {
+						platforms = p.Value.ArrayVal
+					}
+				}
+				if pr.Spec.PipelineRef.Name != pipeline.MatrixName || len(pr.Spec.TaskRunSpecs) != 0 || strings.Join(platforms, ",") != "linux/amd64,linux/arm64" {
+					t.Errorf("run of %s, %d taskRunSpecs, PLATFORMS %v; want %s, none, the configured platforms",
+						pr.Spec.PipelineRef.Name, len(pr.Spec.TaskRunSpecs), platforms, pipeline.MatrixName)
+				}
+			} else if len(pr.Spec.TaskRunSpecs) != len(cfg.Architectures) {
 				t.Fatalf("%d taskRunSpecs, want one per architecture", len(pr.Spec.TaskRunSpecs))
 			}
 			for i, a := range cfg.Architectures {
+				if len(pr.Spec.TaskRunSpecs) == 0 {
+					break
+				}
 				s := pr.Spec.TaskRunSpecs[i]
 				if s.PipelineTaskName != "build-"+a.ID() || s.PodTemplate.NodeSelector["kubernetes.io/arch"] != a.Name {
 					t.Errorf("taskRunSpecs[%d] = %s %v", i, s.PipelineTaskName, s.PodTemplate.NodeSelector)

@@ -3,11 +3,13 @@ package validate
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	triggerscontexts "github.com/tektoncd/triggers/pkg/apis/triggers/contexts"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+	admissionv1beta1 "k8s.io/api/admissionregistration/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -61,6 +63,10 @@ func DecodeKubernetes(source string, data []byte) ([]KubeObject, error) {
 			obj = &rbacv1.RoleBinding{}
 		case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
 			obj = &rbacv1.ClusterRoleBinding{}
+		case cluster.ArchPolicyAPIVersion + " MutatingAdmissionPolicy":
+			obj = &admissionv1beta1.MutatingAdmissionPolicy{}
+		case cluster.ArchPolicyAPIVersion + " MutatingAdmissionPolicyBinding":
+			obj = &admissionv1beta1.MutatingAdmissionPolicyBinding{}
 		case "networking.k8s.io/v1 Ingress":
 			obj = &networkingv1.Ingress{}
 		case triggersv1.SchemeGroupVersion.String() + " EventListener":
@@ -90,6 +96,12 @@ func DecodeKubernetes(source string, data []byte) ([]KubeObject, error) {
 // requests do not exceed limits.
 func CheckKubernetes(objs []KubeObject) error {
 	var errs field.ErrorList
+	policies := map[string]bool{}
+	for _, o := range objs {
+		if p, ok := o.Object.(*admissionv1beta1.MutatingAdmissionPolicy); ok {
+			policies[p.Name] = true
+		}
+	}
 	for _, o := range objs {
 		switch t := o.Object.(type) {
 		case *corev1.Namespace:
@@ -139,6 +151,16 @@ func CheckKubernetes(objs []KubeObject) error {
 			if err := checkTemplateResources(t); err != nil {
 				return fmt.Errorf("%s: %w", o.Source, err)
 			}
+		case *admissionv1beta1.MutatingAdmissionPolicy:
+			// The CEL itself is compiled by the API server when the policy
+			// is applied (the cluster test applies it, and a broken one).
+			errs = append(errs, meta(&t.ObjectMeta, false, apivalidation.NameIsDNSSubdomain)...)
+			errs = append(errs, mutatingPolicy(t)...)
+		case *admissionv1beta1.MutatingAdmissionPolicyBinding:
+			errs = append(errs, meta(&t.ObjectMeta, false, apivalidation.NameIsDNSSubdomain)...)
+			if !policies[t.Spec.PolicyName] {
+				errs = append(errs, field.Invalid(field.NewPath("spec", "policyName"), t.Spec.PolicyName, "names no MutatingAdmissionPolicy of the same file"))
+			}
 		case *appsv1.DaemonSet:
 			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
 			errs = append(errs, daemonSet(t)...)
@@ -152,6 +174,45 @@ func CheckKubernetes(objs []KubeObject) error {
 		}
 	}
 	return errs.ToAggregate()
+}
+
+// mutatingPolicy: what the API server requires of a policy's shape, and
+// what this project requires of its one policy: only pod creations, a
+// label selector, and a failure policy that refuses rather than lets an
+// unpinned build pod through.
+func mutatingPolicy(p *admissionv1beta1.MutatingAdmissionPolicy) field.ErrorList {
+	var errs field.ErrorList
+	spec := field.NewPath("spec")
+	mc := p.Spec.MatchConstraints
+	if mc == nil || len(mc.ResourceRules) == 0 {
+		return append(errs, field.Required(spec.Child("matchConstraints", "resourceRules"), "the resources the policy mutates"))
+	}
+	if mc.ObjectSelector == nil || len(mc.ObjectSelector.MatchLabels) == 0 {
+		errs = append(errs, field.Required(spec.Child("matchConstraints", "objectSelector"), "only the catalog's build pods may be touched"))
+	} else if _, err := metav1.LabelSelectorAsSelector(mc.ObjectSelector); err != nil {
+		errs = append(errs, field.Invalid(spec.Child("matchConstraints", "objectSelector"), mc.ObjectSelector, err.Error()))
+	}
+	for i, r := range mc.ResourceRules {
+		if !slices.Equal(r.Resources, []string{"pods"}) || !slices.Equal(r.Operations, []admissionv1beta1.OperationType{admissionv1beta1.Create}) {
+			errs = append(errs, field.Invalid(spec.Child("matchConstraints", "resourceRules").Index(i), r, "only pod creations"))
+		}
+	}
+	if p.Spec.FailurePolicy == nil || *p.Spec.FailurePolicy != admissionv1beta1.Fail {
+		errs = append(errs, field.Invalid(spec.Child("failurePolicy"), p.Spec.FailurePolicy, "must be Fail"))
+	}
+	names := map[string]bool{}
+	for i, v := range p.Spec.Variables {
+		if names[v.Name] || v.Expression == "" {
+			errs = append(errs, field.Invalid(spec.Child("variables").Index(i), v.Name, "duplicate or empty"))
+		}
+		names[v.Name] = true
+	}
+	for i, m := range p.Spec.Mutations {
+		if m.PatchType != admissionv1beta1.PatchTypeJSONPatch || m.JSONPatch == nil || m.JSONPatch.Expression == "" {
+			errs = append(errs, field.Invalid(spec.Child("mutations").Index(i), m.PatchType, "a JSONPatch with an expression"))
+		}
+	}
+	return errs
 }
 
 func subjects(ss []rbacv1.Subject, ref rbacv1.RoleRef) field.ErrorList {

@@ -59,7 +59,9 @@ func TestCluster(t *testing.T) {
 	t.Run("arm64-build-fails", func(t *testing.T) { s.arm64Fails(t, committed) })
 	t.Run("typo-rejected-by-api-server", func(t *testing.T) { s.typoAPIServer(t, committed) })
 	t.Run("typo-rejected-by-controller", func(t *testing.T) { s.typoController(t, committed) })
+	// Before the arch policy: what a run without taskRunSpecs does without it.
 	t.Run("without-taskRunSpecs", func(t *testing.T) { s.withoutTaskRunSpecs(t, committed) })
+	t.Run("arch-policy", func(t *testing.T) { s.archPolicy(t, committed) })
 	t.Run("start", func(t *testing.T) { s.startCommand(t, committed) })
 	t.Run("annotation-mode", func(t *testing.T) {
 		c := generateVariant(t, s.repo, "apparmor:\n  mode: annotation\nexample:\n  namespace: multiarch-builds-annotation\n")
@@ -372,7 +374,7 @@ func nodeArch(name string) string {
 // fuseNode is the one node of arch that advertises /dev/fuse.
 func fuseNode(arch string) string {
 	for _, n := range buildNodes {
-		if n.arch == arch && n.fuse {
+		if n.archID() == arch && n.fuse {
 			return n.name
 		}
 	}
@@ -499,6 +501,7 @@ func (s *stack) driveToSuccess(t testing.TB, r *prRun) {
 // params where the step scripts read them.
 func checkBuildPod(t testing.TB, c catalog, pod *corev1.Pod, arch string) {
 	t.Helper()
+	a := architecture(t, c, arch)
 	if c.cfg.Build.NeedsFuse() {
 		if want := fuseNode(arch); pod.Spec.NodeName != want {
 			t.Errorf("build-%s pod %s scheduled on %q, want %q (the %s node with %s)", arch, pod.Name, pod.Spec.NodeName, want, arch, fuseResource)
@@ -506,8 +509,19 @@ func checkBuildPod(t testing.TB, c catalog, pod *corev1.Pod, arch string) {
 	} else if got := nodeArch(pod.Spec.NodeName); got != arch {
 		t.Errorf("build-%s pod %s scheduled on %q (%s), want a node of %s", arch, pod.Name, pod.Spec.NodeName, got, arch)
 	}
-	if got := pod.Spec.NodeSelector["kubernetes.io/arch"]; got != arch {
-		t.Errorf("build-%s pod nodeSelector kubernetes.io/arch = %q, want %q", arch, got, arch)
+	wantSel := map[string]string{"kubernetes.io/arch": a.Name}
+	for k, v := range a.NodeSelector {
+		wantSel[k] = v
+	}
+	for k, v := range wantSel {
+		if got := pod.Spec.NodeSelector[k]; got != v {
+			t.Errorf("build-%s pod nodeSelector %s = %q, want %q", arch, k, got, v)
+		}
+	}
+	for _, want := range a.Tolerations {
+		if !slices.ContainsFunc(pod.Spec.Tolerations, func(got corev1.Toleration) bool { return got.MatchToleration(&want) }) {
+			t.Errorf("build-%s pod tolerations %v lack %v", arch, pod.Spec.Tolerations, want)
+		}
 	}
 	var names []string
 	for _, ctr := range pod.Spec.Containers {
@@ -537,7 +551,7 @@ func checkBuildPod(t testing.TB, c catalog, pod *corev1.Pod, arch string) {
 		{"step-clone", "GIT_URL", c.cfg.Example.GitURL},
 		{"step-clone", "GIT_REF", c.cfg.Example.GitRef},
 		{"step-build", "IMAGE", c.cfg.Example.Image},
-		{"step-build", "PLATFORM", "linux/" + arch},
+		{"step-build", "PLATFORM", a.Platform()},
 		{"step-build", "TAG_SUFFIX", "-" + arch},
 		{"step-build", "ALLOW_EMULATION", "false"},
 	} {
@@ -545,6 +559,18 @@ func checkBuildPod(t testing.TB, c catalog, pod *corev1.Pod, arch string) {
 			t.Errorf("build-%s %s env %s = %q, want %q", arch, e.ctr, e.name, got, e.want)
 		}
 	}
+}
+
+// architecture is the configuration's architecture whose ID is id.
+func architecture(t testing.TB, c catalog, id string) config.Architecture {
+	t.Helper()
+	for _, a := range c.cfg.Architectures {
+		if a.ID() == id {
+			return a
+		}
+	}
+	t.Fatalf("%s: no architecture %s in the configuration", c.name, id)
+	return config.Architecture{}
 }
 
 // checkSecurity: the AppArmor profile on container as the configuration's

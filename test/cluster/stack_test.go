@@ -187,6 +187,10 @@ func startStack(t testing.TB, nodes ...nodeProvider) *stack {
 		// The real node's name resolves nowhere: reach its kubelet (logs,
 		// exec) by its address.
 		"--kubelet-preferred-address-types=InternalIP",
+		// examples/cluster/arch-pinning.yaml: MutatingAdmissionPolicy is
+		// beta in 1.34 and 1.35, off unless asked for.
+		"--feature-gates=MutatingAdmissionPolicy=true",
+		"--runtime-config=admissionregistration.k8s.io/v1beta1=true",
 		"--profiling=false")
 
 	cfg := &rest.Config{
@@ -599,8 +603,19 @@ func (s *stack) kubectl(t testing.TB, dir string, args ...string) (string, error
 // node is one fake node kwok manages.
 type node struct {
 	name string
-	arch string
+	arch string // kubernetes.io/arch
+	id   string // the architecture's ID in a configuration (arm-v7), if not arch
 	fuse bool
+	// Extra labels and taints: a board a build must ask for and tolerate.
+	labels map[string]string
+	taints []corev1.Taint
+}
+
+func (n node) archID() string {
+	if n.id != "" {
+		return n.id
+	}
+	return n.arch
 }
 
 // buildNodes: one node per architecture advertising /dev/fuse, as the fuse
@@ -610,7 +625,14 @@ var buildNodes = []node{
 	{name: "amd64-fuse", arch: "amd64", fuse: true},
 	{name: "arm64-fuse", arch: "arm64", fuse: true},
 	{name: "amd64-nofuse", arch: "amd64", fuse: false},
+	// A 32-bit board only a build asking for its label and tolerating its
+	// taint may use (the third platform of the arch-policy test).
+	{name: "arm-v7-rpi4", arch: "arm", id: "arm-v7", fuse: true,
+		labels: map[string]string{boardLabel: "rpi4"},
+		taints: []corev1.Taint{{Key: boardLabel, Value: "rpi4", Effect: corev1.TaintEffectNoSchedule}}},
 }
+
+const boardLabel = "example.com/board"
 
 func (s *stack) startKwok(t testing.TB) {
 	t.Helper()
@@ -647,11 +669,15 @@ func (s *stack) startKwok(t testing.TB) {
 				},
 				Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
 			},
+			Spec: corev1.NodeSpec{Taints: n.taints},
 			Status: corev1.NodeStatus{
 				Capacity:    res,
 				Allocatable: res,
 				NodeInfo:    corev1.NodeSystemInfo{Architecture: n.arch, OperatingSystem: "linux"},
 			},
+		}
+		for k, v := range n.labels {
+			obj.Labels[k] = v
 		}
 		if _, err := s.kube.CoreV1().Nodes().Create(ctx, obj, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("create node %s: %v", n.name, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // startCLI is the project's own command line, built once from the working
@@ -122,7 +126,7 @@ func (r *running) created(t testing.TB, s *stack, c catalog) *prRun {
 // their nodes, results, manifest after the builds).
 func (s *stack) startCommand(t *testing.T, c catalog) {
 	cli := buildCLI(t, s)
-	common := []string{"--git-url", c.cfg.Example.GitURL, "--ref", c.cfg.Example.GitRef, "--image", c.cfg.Example.Image, "--poll", "200ms"}
+	common := []string{"--git-url", c.cfg.Example.GitURL, "--ref", c.cfg.Example.GitRef, "--image", c.cfg.Example.Image}
 
 	t.Run("missing-pipeline", func(t *testing.T) {
 		if out, err := s.kubectl(t, "", "create", "namespace", "no-catalog"); err != nil {
@@ -157,6 +161,9 @@ func (s *stack) startCommand(t *testing.T, c catalog) {
 			if !strings.Contains(out, w) {
 				t.Errorf("start --follow output lacks %q", w)
 			}
+		}
+		if strings.Contains(out, "pending: Pending") {
+			t.Errorf("start --follow printed Tekton's bare Pending as a reason")
 		}
 		// Each progress line is said once: no repeats, no spinner.
 		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -206,6 +213,92 @@ func (s *stack) startCommand(t *testing.T, c catalog) {
 		if got.IsDone() || got.Spec.Status != "" {
 			t.Errorf("PipelineRun %s was stopped (status %q) by Ctrl-C on start", pr.name, got.Spec.Status)
 		}
+	})
+
+	// The Pipeline that takes its platforms at run time: only arm64 this time.
+	t.Run("matrix-pipeline", func(t *testing.T) {
+		r := cli.run(t, append(common, "--pipeline", "multiarch-build-matrix", "--arch", "arm64", "--follow", "--timeout", "2m")...)
+		pr := r.created(t, s, c)
+		got, err := pr.get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Spec.PipelineRef.Name != "multiarch-build-matrix" || len(got.Spec.TaskRunSpecs) != 0 {
+			t.Errorf("run of %s with %d taskRunSpecs, want multiarch-build-matrix without", got.Spec.PipelineRef.Name, len(got.Spec.TaskRunSpecs))
+		}
+		s.driveMatrix(t, pr, "linux/arm64")
+		code := r.wait(t, 30*time.Second)
+		out := r.out.String()
+		t.Logf("$ tekton-multiarch start --pipeline multiarch-build-matrix --arch arm64 --follow ...\n%s", out)
+		if code != 0 {
+			t.Errorf("start exited %d", code)
+		}
+		for _, w := range []string{"[build linux/arm64] build+push: done", "[manifest] manifest: done", "succeeded: "} {
+			if !strings.Contains(out, w) {
+				t.Errorf("start --follow output lacks %q", w)
+			}
+		}
+		if strings.Contains(out, "linux/amd64") {
+			t.Errorf("an amd64 build in a run of --arch arm64")
+		}
+	})
+
+	// Without the policy a matrix cannot pin its builds: start says so and
+	// runs the explicit Pipeline with taskRunSpecs.
+	t.Run("matrix-without-policy-falls-back", func(t *testing.T) {
+		if out, err := s.kubectl(t, c.dir, "delete", "mutatingadmissionpolicybinding", "multiarch-build-arch"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		t.Cleanup(func() { s.applyPolicy(t, c) })
+		r := cli.run(t, append(common, "--pipeline", "multiarch-build-matrix", "--follow", "--timeout", "2m")...)
+		pr := r.created(t, s, c)
+		got, err := pr.get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Spec.PipelineRef.Name != "multiarch-build" || len(got.Spec.TaskRunSpecs) != len(archs(c)) {
+			t.Errorf("fallback run of %s with %d taskRunSpecs, want multiarch-build with one per architecture", got.Spec.PipelineRef.Name, len(got.Spec.TaskRunSpecs))
+		}
+		s.driveToSuccess(t, pr)
+		code := r.wait(t, 30*time.Second)
+		out := r.out.String()
+		t.Logf("$ tekton-multiarch start --pipeline multiarch-build-matrix --follow ... (no policy binding)\n%s", out)
+		want := "the arch-pinning MutatingAdmissionPolicyBinding multiarch-build-arch is not in the cluster (kubectl apply -f examples/cluster/arch-pinning.yaml): multiarch-build-matrix cannot pin its builds; running multiarch-build with a taskRunSpec per architecture instead"
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("exit %d; want exit 0 and %q", code, want)
+		}
+	})
+
+	// A build no node can take: start --follow says why it waits, with the
+	// scheduler's reason, instead of waiting silently.
+	t.Run("follow-pending", func(t *testing.T) {
+		ctx := context.Background()
+		arm := fuseNode("arm64")
+		cordon := func(on bool) {
+			patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on)
+			if _, err := s.kube.CoreV1().Nodes().Patch(ctx, arm, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Fatalf("cordon=%v %s: %v", on, arm, err)
+			}
+		}
+		cordon(true)
+		t.Cleanup(func() { cordon(false) })
+		r := cli.run(t, append(common, "--follow", "--timeout", "2m")...)
+		pr := r.created(t, s, c)
+		t.Cleanup(func() {
+			patch := []byte(`{"spec":{"status":"Cancelled"}}`)
+			if _, err := s.tekton.TektonV1().PipelineRuns(c.ns()).Patch(ctx, pr.name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				t.Errorf("cancel %s: %v", pr.name, err)
+			}
+		})
+		want := regexp.MustCompile(`\[build-arm64\] pending: .*0/\d+ nodes are available: .*unschedulable`)
+		s.waitFor(t, "start --follow to say why build-arm64 waits", 60*time.Second, func(context.Context) (bool, error) {
+			return want.MatchString(r.out.String()), fmt.Errorf("output so far:\n%s", r.out.String())
+		})
+		if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		r.wait(t, 30*time.Second)
+		t.Logf("$ tekton-multiarch start --follow ... (%s cordoned)\n%s", arm, r.out.String())
 	})
 
 	t.Run("follow-timeout", func(t *testing.T) {

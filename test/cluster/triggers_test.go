@@ -27,6 +27,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	gentriggers "github.com/tekton-multiarch/tekton-multiarch/generator/triggers"
 )
 
 const (
@@ -118,8 +120,13 @@ func (s *stack) triggers(t *testing.T, c catalog) {
 		return "sha256=" + hex.EncodeToString(m.Sum(nil))
 	}
 
-	t.Run("signed-push", func(t *testing.T) {
-		id := s.postEvent(t, payload, map[string]string{"X-Hub-Signature-256": sign(payload)})
+	// A signed push of ref makes one run building IMAGE:tag, driven to success.
+	signedPush := func(t *testing.T, ref, tag string) {
+		body := []byte(strings.Replace(string(payload), `"ref": "`+push.Ref+`"`, `"ref": "`+ref+`"`, 1))
+		if ref != push.Ref && string(body) == string(payload) {
+			t.Fatalf("no %q in %s to replace", `"ref": "`+push.Ref+`"`, pushFixture)
+		}
+		id := s.postEvent(t, body, map[string]string{"X-Hub-Signature-256": sign(body)})
 		var pr *v1.PipelineRun
 		s.waitFor(t, "the PipelineRun of event "+id, 60*time.Second, func(ctx context.Context) (bool, error) {
 			list, err := s.tekton.TektonV1().PipelineRuns(c.ns()).List(ctx, metav1.ListOptions{LabelSelector: eventIDKey + "=" + id})
@@ -135,9 +142,8 @@ func (s *stack) triggers(t *testing.T, c catalog) {
 			}
 			return false, fmt.Errorf("no PipelineRun labelled %s=%s yet", eventIDKey, id)
 		})
-		t.Logf("event %s created PipelineRun %s", id, pr.Name)
+		t.Logf("event %s (%s) created PipelineRun %s", id, ref, pr.Name)
 
-		tag := push.After[:12]
 		image := repository(c.cfg.Example.Image) + ":" + tag
 		params := map[string]string{}
 		for _, p := range pr.Spec.Params {
@@ -150,8 +156,8 @@ func (s *stack) triggers(t *testing.T, c catalog) {
 		if got := pr.Labels[elLabelKey]; got != elName {
 			t.Errorf("PipelineRun label %s = %q, want %q", elLabelKey, got, elName)
 		}
-		if got := pr.Annotations["tekton-multiarch.dev/git-ref"]; got != push.Ref {
-			t.Errorf("annotation git-ref = %q, want %q", got, push.Ref)
+		if got := pr.Annotations["tekton-multiarch.dev/git-ref"]; got != ref {
+			t.Errorf("annotation git-ref = %q, want %q", got, ref)
 		}
 		specs := map[string]string{}
 		for _, trs := range pr.Spec.TaskRunSpecs {
@@ -178,13 +184,19 @@ func (s *stack) triggers(t *testing.T, c catalog) {
 		cfg.Example.GitRef = push.After
 		cfg.Example.Image = image
 		s.driveToSuccess(t, &prRun{s: s, c: catalog{name: c.name + ", triggered", dir: c.dir, cfg: &cfg}, name: pr.Name})
-	})
+	}
+	t.Run("signed-push", func(t *testing.T) { signedPush(t, push.Ref, push.After[:12]) })
+	// Git tags that are not image tags are mapped to valid ones (the
+	// README's rule), and the run builds that tag.
+	t.Run("tag-with-slash", func(t *testing.T) { signedPush(t, "refs/tags/release/1.0", "release-1.0") })
+	t.Run("semver-build-metadata", func(t *testing.T) { signedPush(t, "refs/tags/v1.0.0+build.5", "v1.0.0_build.5") })
 
 	// A wrong branch, still correctly signed: the cel filter drops it.
 	other := strings.Replace(string(payload), `"ref": "`+push.Ref+`"`, `"ref": "refs/heads/feature"`, 1)
 	if other == string(payload) {
 		t.Fatalf("no %q in %s to replace", `"ref": "`+push.Ref+`"`, pushFixture)
 	}
+	longTag := strings.Replace(string(payload), `"ref": "`+push.Ref+`"`, `"ref": "refs/tags/v`+strings.Repeat("1", 128)+`"`, 1)
 	for _, tc := range []struct {
 		name    string
 		body    []byte
@@ -194,6 +206,10 @@ func (s *stack) triggers(t *testing.T, c catalog) {
 		{"unsigned", payload, nil, "no X-Hub-Signature-256 header set"},
 		{"wrong-signature", payload, map[string]string{"X-Hub-Signature-256": sign([]byte("something else"))}, "payload signature check failed"},
 		{"other-branch", []byte(other), map[string]string{"X-Hub-Signature-256": sign([]byte(other))}, "did not return true"},
+		// A tag no mapping makes a valid image tag (over 128 characters):
+		// refused at the listener, naming the check, and no run that could
+		// only fail.
+		{"tag-too-long", []byte(longTag), map[string]string{"X-Hub-Signature-256": sign([]byte(longTag))}, "expression " + gentriggers.ImageTagCheck() + " did not return true"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := s.triggeredRuns(t, c)

@@ -163,6 +163,54 @@ func TestRealBuild(t *testing.T) {
 
 	t.Run("storage", func(t *testing.T) { testStorage(ctx, t, w) })
 
+	// The Tasks as multiarch-build-matrix calls them: each build derives its
+	// tag suffix from PLATFORM, and the manifest takes the platforms and
+	// commits as arrays (a matrix's results), checking them the same way.
+	t.Run("matrix-params", func(t *testing.T) {
+		r := w.Runner(t, w.Catalog)
+		image := w.Image("matrix")
+		var refs, commits []string
+		for _, platform := range []string{"linux/amd64", "linux/arm64"} {
+			arch := strings.TrimPrefix(platform, "linux/")
+			tr := r.RunTask(ctx, TaskRunRequest{
+				Name: "tr-matrix-" + arch, Task: buildTask,
+				Params: Params("GIT_URL", w.Fixture.URL, "IMAGE", image, "PLATFORM", platform, "PLATFORM_TAG_SUFFIX", "true",
+					"TLS_VERIFY", "false", "ALLOW_EMULATION", "true"),
+			})
+			if !tr.Succeeded() {
+				t.Fatalf("build %s: %v\n%s", platform, tr.Err, tr.Log)
+			}
+			if got, _ := tr.Result("IMAGE_URL"); got != image+"-"+arch {
+				t.Errorf("build %s pushed %q, want %q (PLATFORM_TAG_SUFFIX)", platform, got, image+"-"+arch)
+			}
+			ref, _ := tr.Result("IMAGE_REF")
+			commit, _ := tr.Result("COMMIT")
+			refs, commits = append(refs, ref), append(commits, commit)
+		}
+		manifest := func(name string, commits ...string) *TaskRun {
+			return r.RunTask(ctx, TaskRunRequest{
+				Name: name, Task: manifestTask,
+				Params: append(Params("IMAGE", image, "TLS_VERIFY", "false"), ArrayParam("IMAGES", refs...),
+					ArrayParam("PLATFORM_LIST", "linux/amd64", "linux/arm64"), ArrayParam("SOURCE_COMMIT_LIST", commits...)),
+			})
+		}
+		if tr := manifest("tr-matrix-manifest-other-commit", commits[0], strings.Repeat("0", 40)); tr.Succeeded() {
+			t.Errorf("manifest succeeded with two different SOURCE_COMMIT_LIST commits:\n%s", tr.Log)
+		} else if !strings.Contains(tr.Log, "error: the architectures were built from different commits") {
+			t.Errorf("manifest failed, but not on the commits:\n%s", tr.Log)
+		}
+		tr := manifest("tr-matrix-manifest", commits...)
+		if !tr.Succeeded() {
+			t.Fatalf("manifest with PLATFORM_LIST and SOURCE_COMMIT_LIST: %v\n%s", tr.Err, tr.Log)
+		}
+		got, _ := tr.Result("IMAGES")
+		for _, ref := range refs {
+			if !strings.Contains(got, ref) {
+				t.Errorf("index IMAGES %q lacks %s", got, ref)
+			}
+		}
+	})
+
 	t.Run("bad-input", func(t *testing.T) {
 		dead := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 		short := w.Fixture.Commit[:12]
