@@ -46,12 +46,13 @@ test: lint check-generated
 	$(GO) test $$($(GO) list ./... | grep -v /test/cluster)
 	$(MAKE) e2e-cluster
 
-## bench: benchmarks, with ratios against the obvious alternatives
+## bench: benchmarks, with ratios against the obvious alternatives (the storage modes in real
+## containers: builds test/cluster's buildah image first if its cache has none)
 bench:
 	$(GO) test ./generator/catalog -run '^$$' -bench . -benchtime 50x -count 3 | tee /tmp/tekton-multiarch-bench-generate.txt
 	@awk '/^BenchmarkRenderOrdered/{o+=$$3;no++} /^BenchmarkRenderSigsYAML/{s+=$$3;ns++} \
 		END{printf "render: ordered %.2f ms/op, sigs.k8s.io/yaml %.2f ms/op, ratio ordered/sigs = %.2f\n", o/no/1e6, s/ns/1e6, (o/no)/(s/ns)}' /tmp/tekton-multiarch-bench-generate.txt
-	$(GO) test -run '^$$' -bench 'BenchmarkTwoArch|BenchmarkLayerCache' -benchtime 1x ./test/realbuild/
+	$(GO) test -run '^$$' -bench 'BenchmarkTwoArch|BenchmarkLayerCache|BenchmarkStorageModes' -benchtime 1x -timeout 40m ./test/realbuild/
 	$(MAKE) bench-emulation
 
 ## bench-emulation: on the real node, a CPU-bound RUN step native against emulated (as root;

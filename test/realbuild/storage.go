@@ -58,6 +58,59 @@ RUN dd if=/dev/zero bs=1M count=1024 2>/dev/null | md5sum >/md5
 `
 )
 
+// BenchBigBaseDockerfile builds small things FROM a big base (BigBase: a
+// distribution-sized tree), as most real builds do: 1,000 new small files,
+// and copy-ups of 200 of the base's small files. vfs copies the whole base
+// to make the build container; the overlays copy up what changes.
+const BenchBigBaseDockerfile = `ARG BASE
+FROM ${BASE}
+RUN mkdir -p /app && cd /app && i=0 && while [ $i -lt 1000 ]; do echo "file $i" >f$i; i=$((i+1)); done
+RUN for f in /opt/small/f1*; do echo more >>"$f"; done
+`
+
+// BigBase makes, once per World, the busybox base plus /opt/big (256 MiB)
+// and /opt/small (4,000 small files), pushes it to the test registry as
+// base/big:1 and returns its reference.
+func (w *World) BigBase(tb testing.TB) string {
+	tb.Helper()
+	if w.bigBase != "" {
+		return w.bigBase
+	}
+	base := w.BusyboxBase(tb)
+	dir := tb.TempDir()
+	tree := filepath.Join(dir, "opt")
+	if err := os.MkdirAll(filepath.Join(tree, "small"), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	for i := 0; i < 4000; i++ {
+		if err := os.WriteFile(filepath.Join(tree, "small", fmt.Sprintf("f%d", i)), []byte(fmt.Sprintf("base file %d\n", i)), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	// Real blocks, not a sparse file: the copies must cost what they cost.
+	if out, err := exec.Command("dd", "if=/dev/zero", "of="+filepath.Join(tree, "big"), "bs=1M", "count=256").CombinedOutput(); err != nil {
+		tb.Fatalf("dd: %v\n%s", err, out)
+	}
+	bah := func(args ...string) string {
+		tb.Helper()
+		cmd := exec.Command("buildah", append([]string{"--root", filepath.Join(dir, "storage"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs"}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			tb.Fatalf("buildah %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return strings.TrimSpace(string(out))
+	}
+	ctr := bah("from", "--quiet", "--tls-verify=false", base)
+	bah("copy", ctr, tree, "/opt")
+	bah("commit", "--quiet", "--rm", ctr, "localhost/big-base")
+	ref := w.Registry.Addr + "/base/big:1"
+	bah("push", "--quiet", "--tls-verify=false", "localhost/big-base", "docker://"+ref)
+	w.bigBase = ref
+	return ref
+}
+
 // GitRepo makes a repository of files (path -> content) in one commit on
 // main, serves it from the World's git daemon under name.git, and returns
 // its URL.

@@ -38,6 +38,7 @@ type World struct {
 	gitBase  string                 // what the git daemon serves
 	layers   map[int]*LayersFixture // by cost
 	busybox  string
+	bigBase  string // BigBase's reference
 }
 
 // tools maps each binary the tests run to the Debian package that has it.
