@@ -236,6 +236,7 @@ type StepContainer struct {
 	Image      string
 	Seccomp    string
 	Devices    []string
+	Mounts     []Bind // on top of the step's own
 }
 
 func containerID(prefix string) string {

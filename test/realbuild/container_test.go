@@ -2,11 +2,15 @@ package realbuild
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // containerWorld is a World whose buildah steps run in real containers: a
@@ -48,6 +52,58 @@ func (cw *containerWorld) runner(t testing.TB, devices ...string) *Runner {
 	r := cw.Runner(t, cw.Catalog)
 	r.Container = &StepContainer{Containerd: cw.ctrd, Image: cw.image, Seccomp: cw.seccomp, Devices: devices}
 	return r
+}
+
+// newBuildahStandIn is /usr/local/bin/buildah for the probe cases: it says
+// it is 1.35.0 and runs the image's buildah for everything else, so that
+// the build step, which keeps buildah before 1.35 off the kernel's overlay
+// in a user namespace, takes the path a newer image takes: its overlay
+// probe, in the user namespace buildah creates in the container. (The
+// builds then leak the overlay's xattrs, as 1.28.2 does; no digest is
+// compared here.)
+const newBuildahStandIn = `#!/bin/sh
+if [ "$#" = 1 ] && [ "$1" = --version ]; then
+	echo "buildah version 1.35.0 (stand-in for the image's $(/usr/bin/buildah --version))"
+	exit 0
+fi
+exec /usr/bin/buildah "$@"
+`
+
+// refusingSeccomp writes the generated profile with mount allowed only when
+// its flags are not 0: the kernel's overlay mount (containers/storage passes
+// no flags) fails with EPERM, as on a kernel older than 5.11, and every
+// other mount (binds, remounts, fuse-overlayfs's) still passes.
+func refusingSeccomp(t testing.TB, profile, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p specs.LinuxSeccomp
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for i, r := range p.Syscalls {
+		if j := slices.Index(r.Names, "mount"); j >= 0 && r.Action == specs.ActAllow && len(r.Args) == 0 {
+			p.Syscalls[i].Names = slices.Delete(slices.Clone(r.Names), j, j+1)
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("%s has no unconditional mount rule to narrow", profile)
+	}
+	p.Syscalls = append(p.Syscalls, specs.LinuxSyscall{Names: []string{"mount"}, Action: specs.ActAllow,
+		Args: []specs.LinuxSeccompArg{{Index: 3, Value: 0, Op: specs.OpNotEqual}}})
+	out, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "buildah-refusing-overlay.json")
+	if err := os.WriteFile(f, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // TestContainer runs the committed catalog's build steps in real containers
@@ -163,6 +219,59 @@ func TestContainer(t *testing.T) {
 	if len(digests) != 4 || digests["auto"] != digests["auto-with-fuse"] || digests["auto"] != digests["fuse-overlayfs"] || digests["auto"] != digests["vfs"] {
 		t.Errorf("digests by storage mode %v: want 4 builds, one digest", digests)
 	}
+	// auto's overlay probe in a real container, in buildah's user namespace
+	// (which 1.28.2 otherwise never reaches: see newBuildahStandIn), with the
+	// kernel's overlay allowed and refused by the seccomp profile.
+	standIn := filepath.Join(t.TempDir(), "buildah")
+	if err := os.WriteFile(standIn, []byte(newBuildahStandIn), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	refusing := refusingSeccomp(t, cw.seccomp, t.TempDir())
+	const refused = "the kernel refused buildah an overlay mount here (operation not permitted)"
+	for _, c := range []struct {
+		name, storage, seccomp string
+		devices                []string
+		want, took             string // took: .has-mount-program, "" when it fails
+	}{
+		{name: "overlay-allowed", seccomp: cw.seccomp, want: "storage: overlay (STORAGE=auto: the kernel's overlay mounted here)", took: "false"},
+		{name: "overlay-refused", seccomp: refusing, want: "storage: vfs (STORAGE=auto: " + refused + "; this container has no /dev/fuse)", took: "none"},
+		{name: "overlay-refused-with-fuse", seccomp: refusing, devices: []string{"/dev/fuse"},
+			want: "storage: fuse-overlayfs (STORAGE=auto: " + refused + "; /dev/fuse is here)", took: "true"},
+		{name: "explicit-overlay-refused", storage: "overlay", seccomp: refusing,
+			want: "error: STORAGE=overlay: " + refused + ": overlay in a user namespace needs Linux 5.11 or later"},
+	} {
+		t.Run("probe-"+c.name, func(t *testing.T) {
+			r := cw.Runner(t, cw.Catalog)
+			r.Container = &StepContainer{Containerd: cw.ctrd, Image: cw.image, Seccomp: c.seccomp, Devices: c.devices,
+				Mounts: []Bind{{Host: standIn, Path: "/usr/local/bin/buildah", ReadOnly: true}}}
+			params := Params("GIT_URL", url, "IMAGE", cw.Image("container-probe-"+c.name), "TAG_SUFFIX", "-amd64", "PLATFORM", "linux/amd64", "TLS_VERIFY", "false")
+			if c.storage != "" {
+				params = append(params, Params("STORAGE", c.storage)...)
+			}
+			tr := r.RunTask(ctx, TaskRunRequest{Name: "tr-probe-" + c.name, Task: buildTask, Params: append(params, ArrayParam("BUILD_ARGS", "BASE="+base))})
+			if !strings.Contains(tr.Log, c.want) {
+				t.Errorf("log lacks %q:\n%s", c.want, tr.Log)
+			}
+			if c.took == "" {
+				if tr.Succeeded() {
+					t.Error("succeeded, want a failure")
+				}
+				return
+			}
+			if !tr.Succeeded() {
+				t.Fatalf("%v\n%s", tr.Err, tr.Log)
+			}
+			b, err := os.ReadFile(filepath.Join(tr.Dir, "volumes", "containers", "storage", "overlay", ".has-mount-program"))
+			got := strings.TrimSpace(string(b))
+			if err != nil {
+				got = "none"
+			}
+			if got != c.took {
+				t.Errorf(".has-mount-program %q, want %q", got, c.took)
+			}
+		})
+	}
+
 	if old {
 		t.Run("overlay-refused-for-old-buildah", func(t *testing.T) {
 			tr := cw.runner(t).RunTask(ctx, TaskRunRequest{Name: "tr-container-overlay", Task: buildTask,

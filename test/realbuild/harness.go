@@ -722,7 +722,7 @@ func (r *Runner) runInContainer(ctx context.Context, out *TaskRun, dir string, i
 	}
 	run := ContainerRun{
 		Image: r.Container.Image, Seccomp: r.Container.Seccomp, Devices: r.Container.Devices,
-		Mounts: []Bind{{Host: scripts, Path: "/tekton/scripts", ReadOnly: true}},
+		Mounts: append([]Bind{{Host: scripts, Path: "/tekton/scripts", ReadOnly: true}}, r.Container.Mounts...),
 		Cwd:    "/",
 		Args:   append([]string{"/bin/sh", "/tekton/scripts/" + name}, step.Args...),
 	}
