@@ -28,7 +28,7 @@ func BenchmarkEmulation(b *testing.B) {
 	p := &realNodeProvider{}
 	s := startStack(b, kwokNodes{}, p)
 	w := s.startNodeWorld(b)
-	c := generateVariant(b, s.repo, realNodeConfig(b, s.images))
+	c := generateVariant(b, s.repo, realNodeConfig(b, s.images, "real-node-builds", ""))
 	s.install(b, c)
 	s.installNodeProfiles(b, c)
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -88,7 +89,7 @@ func (s *stack) startNodeWorld(t testing.TB) *nodeWorld {
 // realNodeConfig is the test's configuration: the catalog's images are the
 // ones made here, and this kernel has no AppArmor. Nothing else differs
 // from the committed catalog's.
-func realNodeConfig(t testing.TB, im nodeImages) string {
+func realNodeConfig(t testing.TB, im nodeImages, namespace, extra string) string {
 	return fmt.Sprintf(`images:
   gitSync: %s
   buildah: %s
@@ -97,8 +98,8 @@ apparmor:
 cluster:
   nodeProfileLoaderImage: %s
 example:
-  namespace: real-node-builds
-`, im.ref(t, "GITSYNC_IMAGE"), im.ref(t, "BUILDAH_IMAGE"), im.ref(t, "SHELL_IMAGE"))
+  namespace: %s
+`, im.ref(t, "GITSYNC_IMAGE"), im.ref(t, "BUILDAH_IMAGE"), im.ref(t, "SHELL_IMAGE"), namespace) + extra
 }
 
 // TestRealNode runs the catalog's pods in a real container runtime: a
@@ -111,7 +112,7 @@ func TestRealNode(t *testing.T) {
 	s := startStack(t, kwokNodes{}, p)
 	n := p.node
 	w := s.startNodeWorld(t)
-	c := generateVariant(t, s.repo, realNodeConfig(t, s.images))
+	c := generateVariant(t, s.repo, realNodeConfig(t, s.images, "real-node-builds", ""))
 	s.install(t, c)
 	s.installNodeProfiles(t, c)
 
@@ -120,6 +121,19 @@ func TestRealNode(t *testing.T) {
 		s.checkRealRun(t, r, w, "v1")
 		checkStepCreds(t, watch, false)
 		s.checkTknLogs(t, r, w)
+		// The default storage (auto) picks a mode without /dev/fuse, which
+		// the pod does not get, and says which in one line.
+		checkStorageLine(t, s, r, `storage: (overlay|vfs) \(STORAGE=auto: .*\)`)
+	})
+	t.Run("fuse-overlayfs", func(t *testing.T) {
+		// build.storage fuse-overlayfs: the build step asks for /dev/fuse
+		// through its limit, and only so does it get the device (the
+		// device plugin's allocation).
+		cf := generateVariant(t, s.repo, realNodeConfig(t, s.images, "real-node-fuse", "build:\n  storage: fuse-overlayfs\n"))
+		s.install(t, cf)
+		r, _ := s.runOnRealNode(t, cf, n, w, "fuse", map[string]string{"ALLOW_EMULATION": "true", "DOCKERFILE": "Dockerfile.run"})
+		s.checkRealRun(t, r, w, "fuse")
+		checkStorageLine(t, s, r, `storage: fuse-overlayfs \(STORAGE=fuse-overlayfs`)
 	})
 	t.Run("seccomp-default", func(t *testing.T) {
 		s.restartKubelet(t, n, true)
@@ -201,6 +215,26 @@ func (s *stack) installNodeProfiles(t testing.TB, c catalog) {
 		}
 		return string(got) == string(want), fmt.Errorf("%s differs from the generated profile", profile)
 	})
+}
+
+// checkStorageLine checks that each build's log names its storage mode in
+// the line build.sh writes (re, a regexp).
+func checkStorageLine(t testing.TB, s *stack, r *prRun, re string) {
+	t.Helper()
+	trs, err := r.taskRuns(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := regexp.MustCompile(re)
+	for _, task := range []string{"build-amd64", "build-arm64"} {
+		log := s.stepLog(t, r.c.ns(), trs[task], "step-build")
+		line := want.FindString(log)
+		if line == "" {
+			t.Errorf("%s: no line matching %q in the build log:\n%s", task, re, head(log, 5))
+			continue
+		}
+		t.Logf("%s: %s", task, line)
+	}
 }
 
 // loaderWithoutAppArmor applies the node-profile loader of a catalog that
