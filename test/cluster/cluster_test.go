@@ -61,6 +61,7 @@ func TestCluster(t *testing.T) {
 	t.Run("typo-rejected-by-controller", func(t *testing.T) { s.typoController(t, committed) })
 	// Before the arch policy: what a run without taskRunSpecs does without it.
 	t.Run("without-taskRunSpecs", func(t *testing.T) { s.withoutTaskRunSpecs(t, committed) })
+	t.Run("fuse-scheduling", func(t *testing.T) { s.fuseScheduling(t, committed) })
 	t.Run("arch-policy", func(t *testing.T) { s.archPolicy(t, committed) })
 	t.Run("start", func(t *testing.T) { s.startCommand(t, committed) })
 	t.Run("annotation-mode", func(t *testing.T) {
@@ -361,14 +362,23 @@ func buildTasks(c catalog) []string {
 	return names
 }
 
-// nodeArch is the architecture of the kwok node name.
-func nodeArch(name string) string {
+// checkBuildNode: a build that needs /dev/fuse (build.storage
+// fuse-overlayfs) must be on its architecture's fuse node; any other on a
+// node of its architecture (arch as the pipeline task names it: arm-v7).
+func checkBuildNode(t testing.TB, c catalog, pod *corev1.Pod, arch string) {
+	t.Helper()
+	if c.cfg.Build.NeedsFuse() {
+		if want := fuseNode(arch); pod.Spec.NodeName != want {
+			t.Errorf("build %s pod %s scheduled on %q, want %q (the %s node with %s)", arch, pod.Name, pod.Spec.NodeName, want, arch, fuseResource)
+		}
+		return
+	}
 	for _, n := range buildNodes {
-		if n.name == name {
-			return n.arch
+		if n.name == pod.Spec.NodeName && n.archID() == arch {
+			return
 		}
 	}
-	return ""
+	t.Errorf("build %s pod %s scheduled on %q, want a node of %s", arch, pod.Name, pod.Spec.NodeName, arch)
 }
 
 // fuseNode is the one node of arch that advertises /dev/fuse.
@@ -502,13 +512,7 @@ func (s *stack) driveToSuccess(t testing.TB, r *prRun) {
 func checkBuildPod(t testing.TB, c catalog, pod *corev1.Pod, arch string) {
 	t.Helper()
 	a := architecture(t, c, arch)
-	if c.cfg.Build.NeedsFuse() {
-		if want := fuseNode(arch); pod.Spec.NodeName != want {
-			t.Errorf("build-%s pod %s scheduled on %q, want %q (the %s node with %s)", arch, pod.Name, pod.Spec.NodeName, want, arch, fuseResource)
-		}
-	} else if got := nodeArch(pod.Spec.NodeName); got != arch {
-		t.Errorf("build-%s pod %s scheduled on %q (%s), want a node of %s", arch, pod.Name, pod.Spec.NodeName, got, arch)
-	}
+	checkBuildNode(t, c, pod, arch)
 	wantSel := map[string]string{"kubernetes.io/arch": a.Name}
 	for k, v := range a.NodeSelector {
 		wantSel[k] = v
@@ -857,4 +861,59 @@ func (s *stack) withoutTaskRunSpecs(t testing.TB, c catalog) {
 				node.Name, node.Labels["kubernetes.io/arch"])
 		}
 	}
+}
+
+// fuseScheduling: only a build that needs /dev/fuse (build.storage
+// fuse-overlayfs) is kept off nodes without it. With amd64-fuse cordoned,
+// such a catalog's build-amd64 waits, Pending for want of the resource,
+// while the committed catalog's (build.storage auto, no fuse limit) lands on
+// amd64-nofuse.
+func (s *stack) fuseScheduling(t testing.TB, committed catalog) {
+	ctx := context.Background()
+	fuse := generateVariant(t, s.repo, "build:\n  storage: fuse-overlayfs\nexample:\n  namespace: multiarch-builds-fuse\n")
+	if !fuse.cfg.Build.NeedsFuse() || committed.cfg.Build.NeedsFuse() {
+		t.Fatalf("want the variant to need /dev/fuse and the committed catalog not to")
+	}
+	s.install(t, fuse)
+	node := fuseNode("amd64")
+	cordon := func(on bool) {
+		patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on)
+		if _, err := s.kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatalf("cordon=%v %s: %v", on, node, err)
+		}
+	}
+	cordon(true)
+	t.Cleanup(func() { cordon(false) })
+	needs := s.create(t, fuse, "examples/pipelinerun.yaml")
+	free := s.create(t, committed, "examples/pipelinerun.yaml")
+	t.Cleanup(func() {
+		for _, r := range []*prRun{needs, free} {
+			patch := []byte(`{"spec":{"status":"Cancelled"}}`)
+			if _, err := s.tekton.TektonV1().PipelineRuns(r.c.ns()).Patch(ctx, r.name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				t.Errorf("cancel %s: %v", r.name, err)
+			}
+		}
+	})
+	trs := needs.waitTaskRuns(t, buildTasks(fuse)...)
+	s.waitFor(t, "the fuse-overlayfs build-amd64 pod Pending for "+fuseResource, 60*time.Second, func(ctx context.Context) (bool, error) {
+		pods, err := s.kube.CoreV1().Pods(fuse.ns()).List(ctx, metav1.ListOptions{LabelSelector: pipeline.TaskRunLabelKey + "=" + trs["build-amd64"].Name})
+		if err != nil || len(pods.Items) != 1 {
+			return false, err
+		}
+		p := &pods.Items[0]
+		if p.Spec.NodeName != "" {
+			return false, fmt.Errorf("the fuse-overlayfs build-amd64 pod was bound to %s with %s cordoned", p.Spec.NodeName, node)
+		}
+		msg := podScheduledMessage(p)
+		if strings.Contains(msg, "Insufficient "+fuseResource) {
+			t.Logf("fuse-overlayfs, %s cordoned: build-amd64 stays Pending: %s", node, msg)
+			return true, nil
+		}
+		return false, fmt.Errorf("pod %s: %s", p.Name, msg)
+	})
+	pod := free.waitPod(t, free.waitTaskRuns(t, buildTasks(committed)...)["build-amd64"])
+	if pod.Spec.NodeName != "amd64-nofuse" {
+		t.Errorf("build.storage %s, %s cordoned: build-amd64 on %q, want amd64-nofuse", committed.cfg.Build.Storage, node, pod.Spec.NodeName)
+	}
+	t.Logf("build.storage %s, %s cordoned: build-amd64 runs on %s", committed.cfg.Build.Storage, node, pod.Spec.NodeName)
 }

@@ -233,9 +233,7 @@ func (r *prRun) finishMatrixBuilds(t testing.TB, platforms ...string) []string {
 		if !slices.Contains(platforms, platform) {
 			t.Errorf("a build of %s, not one of %v", platform, platforms)
 		}
-		if want := fuseNode(arch); pod.Spec.NodeName != want {
-			t.Errorf("matrix build of %s on %s, want %s", platform, pod.Spec.NodeName, want)
-		}
+		checkBuildNode(t, r.c, pod, arch)
 		t.Logf("matrix build %s (PLATFORM=%s): node %s, nodeSelector %v", builds[i].Name, platform, pod.Spec.NodeName, pod.Spec.NodeSelector)
 		v := buildValues(r.c, arch)
 		refs = append(refs, v.ref)
