@@ -404,22 +404,13 @@ func (s *stack) checkRealRun(t testing.TB, r *prRun, w *nodeWorld, tag string) {
 	if got := taskRunResults(trs["manifest"])["IMAGE_DIGEST"]; got != indexDigest {
 		t.Errorf("manifest IMAGE_DIGEST %s, the registry's index is %s", got, indexDigest)
 	}
-	var index struct {
-		MediaType string `json:"mediaType"`
-		Manifests []struct {
-			Digest   string `json:"digest"`
-			Platform struct {
-				OS           string `json:"os"`
-				Architecture string `json:"architecture"`
-			} `json:"platform"`
-		} `json:"manifests"`
-	}
-	if err := json.Unmarshal(raw, &index); err != nil {
+	index, err := realbuild.ParseIndex(raw)
+	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]string{}
-	for _, m := range index.Manifests {
-		got[m.Platform.OS+"/"+m.Platform.Architecture] = m.Digest
+	got := index.ByPlatform
+	if index.Entries != 2 {
+		t.Errorf("index has %d entries, want 2", index.Entries)
 	}
 	want := map[string]string{
 		"linux/amd64": taskRunResults(trs["build-amd64"])["IMAGE_DIGEST"],

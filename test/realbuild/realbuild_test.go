@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"debug/elf"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -487,29 +486,17 @@ func checkTwoArchRun(ctx context.Context, t *testing.T, w *World, run *PipelineR
 	if got := fmt.Sprintf("sha256:%x", sha256.Sum256(raw)); got != indexDigest {
 		t.Errorf("sha256 of the raw index is %s, the manifest task's IMAGE_DIGEST %s", got, indexDigest)
 	}
-	var index struct {
-		MediaType string `json:"mediaType"`
-		Manifests []struct {
-			Digest   string `json:"digest"`
-			Platform struct {
-				OS           string `json:"os"`
-				Architecture string `json:"architecture"`
-			} `json:"platform"`
-		} `json:"manifests"`
-	}
-	if err := json.Unmarshal(raw, &index); err != nil {
+	index, err := ParseIndex(raw)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if index.MediaType != "application/vnd.oci.image.index.v1+json" {
 		t.Errorf("index mediaType %q", index.MediaType)
 	}
-	got := map[string]string{}
-	for _, e := range index.Manifests {
-		got[e.Platform.OS+"/"+e.Platform.Architecture] = e.Digest
-	}
+	got := index.ByPlatform
 	want := map[string]string{"linux/amd64": digests["amd64"], "linux/arm64": digests["arm64"]}
-	if len(index.Manifests) != 2 || fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("index lists %v (%d entries), want exactly %v", got, len(index.Manifests), want)
+	if index.Entries != 2 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("index lists %v (%d entries), want exactly %v", got, index.Entries, want)
 	}
 
 	elfMachine := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}

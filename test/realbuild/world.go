@@ -558,6 +558,37 @@ func RawManifest(ctx context.Context, ref string) ([]byte, error) {
 	return Skopeo(ctx, "inspect", "--raw", "--tls-verify=false", "docker://"+ref)
 }
 
+// Index is the part of an image index the tests check: its media type and
+// each entry's digest by os/architecture, with the number of entries (a
+// duplicate platform would hide in the map).
+type Index struct {
+	MediaType  string
+	Entries    int
+	ByPlatform map[string]string
+}
+
+// ParseIndex reads an image index as the registry serves it.
+func ParseIndex(raw []byte) (*Index, error) {
+	var index struct {
+		MediaType string `json:"mediaType"`
+		Manifests []struct {
+			Digest   string `json:"digest"`
+			Platform struct {
+				OS           string `json:"os"`
+				Architecture string `json:"architecture"`
+			} `json:"platform"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(raw, &index); err != nil {
+		return nil, fmt.Errorf("image index: %w", err)
+	}
+	ix := &Index{MediaType: index.MediaType, Entries: len(index.Manifests), ByPlatform: map[string]string{}}
+	for _, m := range index.Manifests {
+		ix.ByPlatform[m.Platform.OS+"/"+m.Platform.Architecture] = m.Digest
+	}
+	return ix, nil
+}
+
 // ImageConfig is the part of an image config the tests check.
 type ImageConfig struct {
 	OS           string `json:"os"`
