@@ -10,8 +10,10 @@
 #   shell   busybox (Debian's busybox-static, a link per applet): the controller's
 #           -shell-image, whose `sh -c` writes the step scripts
 #   pause   containerd's CRI sandbox_image: busybox `sleep inf`
-#   buildah Debian's buildah and fuse-overlayfs (mmdebstrap), standing in for
-#           buildah's upstream stable image
+#   buildah buildah at the version tools/buildah/go.mod pins (the catalog's default
+#           image's, v1.40.1), built here at /usr/bin/buildah, on Debian's
+#           containers-common, fuse-overlayfs and the libraries it links
+#           (mmdebstrap), standing in for buildah's upstream stable image
 #   git-sync  the git-sync v4 stand-in (test/gitsync) at /git-sync with Debian's git
 #           and openssh-client, as UID/GID 65533 like the real git-sync v4 image
 #
@@ -27,7 +29,8 @@
 #   build-images.sh          build if needed; print the image directory on stdout
 #   build-images.sh --dir    print the directory for the current key; build nothing
 #
-# Needs root, Go, and apt-get install -y buildah mmdebstrap busybox-static. Packages
+# Needs root, Go with cgo, and apt-get install -y buildah mmdebstrap busybox-static
+# gcc libc6-dev libseccomp-dev. Packages
 # come from this machine's own apt sources (TEKTON_MULTIARCH_APT_SOURCES, default
 # /etc/apt/sources.list.d/debian.sources). buildah works in a private vfs store
 # under the build directory, deleted at the end: the host's /var/lib/containers
@@ -53,16 +56,41 @@ for c in go buildah mmdebstrap apt-cache dpkg-query sha256sum; do
 	command -v "$c" >/dev/null || die "$c is missing (apt-get install -y buildah mmdebstrap, and Go)"
 done
 busybox=/bin/busybox
+for h in gcc libc6-dev libseccomp-dev; do
+	dpkg-query -W "$h" >/dev/null 2>&1 || die "$h is missing (buildah is built with cgo): apt-get install -y gcc libc6-dev libseccomp-dev"
+done
 if ! [ -x "$busybox" ] || ! dpkg-query -W busybox-static >/dev/null 2>&1; then
 	die "$busybox from busybox-static is missing: apt-get install -y busybox-static"
 fi
 [ -f "$apt_sources" ] || die "no apt sources at $apt_sources: set TEKTON_MULTIARCH_APT_SOURCES"
 
+# The buildah the image carries, from tools/buildah (cmd/buildah). cgo, because
+# containers/storage's pkg/unshare re-executes buildah into the user namespace it
+# makes (root without CAP_SYS_ADMIN, as in every pod of the Task) from a C
+# constructor, and buildah's chroot isolation filters RUN steps with libseccomp:
+# linked against this machine's glibc and libseccomp, which are bookworm's, as
+# the image's are. Tags as buildah's Makefile sets them (seccomp), minus the C
+# libraries the image does without: containers_image_openpgp (Go OpenPGP, no
+# gpgme), exclude_graphdriver_btrfs (no libbtrfs); no libsubid, systemd or
+# apparmor tags; exclude_graphdriver_devicemapper is a no-op since
+# containers/storage dropped devicemapper, kept for older pins.
+buildah_tags="containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper seccomp"
+buildah_version=$(awk '$1 == "github.com/containers/buildah" { print $2 } $1 == "require" && $2 == "github.com/containers/buildah" { print $3 }' "$tools/buildah/go.mod" | head -n 1)
+[ -n "$buildah_version" ] || die "no github.com/containers/buildah requirement in $tools/buildah/go.mod"
+
 tekton_version=$(awk '$1 == "github.com/tektoncd/pipeline" { print $2 } $1 == "require" && $2 == "github.com/tektoncd/pipeline" { print $3 }' "$tools/tekton/go.mod" | head -n 1)
 [ -n "$tekton_version" ] || die "no github.com/tektoncd/pipeline requirement in $tools/tekton/go.mod"
 
 # The Debian packages each image asks for; mmdebstrap adds their dependencies.
-buildah_debs=(buildah fuse-overlayfs ca-certificates)
+# The buildah image: what Debian's buildah package depends on, but neither that
+# package (its binary is replaced by ours) nor the libraries ours does not link
+# (gpgme, devmapper). golang-github-containers-common brings /etc/containers's
+# policy.json and (through golang-github-containers-image) registries.conf.
+# netavark, as in the upstream image: buildah 1.40 sets up its network backend
+# for every build container, even under chroot isolation,
+# and without the cni tag knows only netavark; without the binary `buildah bud`
+# fails at once ("could not find netavark").
+buildah_debs=(golang-github-containers-common netavark uidmap libseccomp2 fuse-overlayfs ca-certificates)
 gitsync_debs=(git openssh-client ca-certificates)
 
 # debian_versions prints "package candidate-version" as this machine's apt lists
@@ -79,15 +107,16 @@ debian_versions() {
 
 key=$(
 	{
-		echo "$recipe tekton=$tekton_version"
+		echo "$recipe tekton=$tekton_version buildah=$buildah_version buildah_tags=$buildah_tags"
 		go version
 		go env GOOS GOARCH
 		buildah --version
-		dpkg-query -W mmdebstrap busybox-static
+		dpkg-query -W mmdebstrap busybox-static gcc libc6-dev libseccomp-dev
 		debian_versions "${buildah_debs[@]}" "${gitsync_debs[@]}"
 		cat "$apt_sources"
 		cat "$0"
-		cat "$tools/tekton/go.mod" "$tools/tekton/go.sum" "$repo/go.mod" "$repo/go.sum"
+		cat "$tools/tekton/go.mod" "$tools/tekton/go.sum" "$tools/buildah/go.mod" "$tools/buildah/go.sum"
+		cat "$repo/go.mod" "$repo/go.sum"
 		find "$repo/test/gitsync" -name '*.go' ! -name '*_test.go' | LC_ALL=C sort | xargs cat
 	} | sha256sum | cut -c1-16
 )
@@ -249,6 +278,9 @@ step "Tekton $tekton_version entrypoint, nop, workingdirinit, sidecarlogresults"
 	bash -c "cd '$tools/tekton' && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o '$work/bin/' \
 		github.com/tektoncd/pipeline/cmd/entrypoint github.com/tektoncd/pipeline/cmd/nop \
 		github.com/tektoncd/pipeline/cmd/workingdirinit github.com/tektoncd/pipeline/cmd/sidecarlogresults"
+step "buildah $buildah_version (cgo, tags: $buildah_tags)" \
+	bash -c "cd '$tools/buildah' && CGO_ENABLED=1 go build -trimpath -ldflags='-s -w' -tags '$buildah_tags' \
+		-o '$work/bin/buildah' github.com/containers/buildah/cmd/buildah"
 step "the git-sync stand-in" \
 	bash -c "cd '$repo' && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o '$work/bin/git-sync' ./test/gitsync/cmd/git-sync"
 
@@ -293,8 +325,11 @@ fi
 debootstrap_pid=
 echo "the Debian root filesystems were ready $((SECONDS - t0))s after the rest ($(grep -c 'I: success' "$work/mmdebstrap.log") mmdebstrap runs)" >&2
 
-step "image buildah" image buildah "$work/buildah.tar" --cmd /bin/sh --user 0:0 \
-	--env PATH="$path" --env BUILDAH_ISOLATION=chroot
+# Our buildah at /usr/bin/buildah, where Debian's package and the upstream image
+# have it, on top of the Debian layer.
+step "image buildah" image buildah "$work/buildah.tar" --file "$work/bin/buildah" /usr/bin/buildah 0755 \
+	--cmd /bin/sh --user 0:0 --env PATH="$path" --env BUILDAH_ISOLATION=chroot \
+	--label "org.opencontainers.image.version=$buildah_version"
 # /git-sync on top of the Debian layer, as the real image adds its binary.
 step "image git-sync" image git-sync "$work/git-sync.tar" --file "$work/bin/git-sync" /git-sync 0755 \
 	--entrypoint '["/git-sync"]' --user 65533:65533 --workingdir /tmp \
