@@ -345,6 +345,9 @@ step "image git-sync" image git-sync "$work/git-sync.tar" --file "$work/bin/git-
 	echo "PAUSE_IMAGE=$(ref pause)"
 	echo "BUILDAH_IMAGE=$(ref buildah)"
 	echo "GITSYNC_IMAGE=$(ref git-sync)"
+	# The buildah image's buildah, for tests whose expectations depend on it
+	# (the build step keeps buildah before 1.35 off the kernel's overlay).
+	echo "BUILDAH_VERSION=${buildah_version#v}"
 } >"$tmp/images.env"
 
 rm -rf "$work"

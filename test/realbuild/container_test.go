@@ -33,18 +33,7 @@ func newContainerWorld(t testing.TB) *containerWorld {
 		seccomp: filepath.Join(w.Repo, "examples", "cluster", "seccomp", "buildah.json")}
 	cw.ctrd = StartContainerd(t, filepath.Join(w.Work, "..", "containerd"))
 	cw.ctrd.Import(t, images.Archive("BUILDAH_IMAGE"))
-	pkgs, err := os.ReadFile(filepath.Join(images.Dir, "buildah.packages"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(pkgs), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "buildah" {
-			cw.buildah = strings.SplitN(f[1], "+", 2)[0]
-		}
-	}
-	if cw.buildah == "" {
-		t.Fatalf("%s/buildah.packages names no buildah", images.Dir)
-	}
+	cw.buildah = images.Ref(t, "BUILDAH_VERSION")
 	return cw
 }
 
