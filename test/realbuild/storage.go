@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -193,26 +192,14 @@ func BuildahVersion(tb testing.TB) (string, int, int) {
 
 // LayerEntries lists the paths in an image's last layer, from the registry.
 func LayerEntries(ctx context.Context, ref, tmp string) ([]string, error) {
-	dir, err := os.MkdirTemp(tmp, "image-")
+	dir, layers, err := copyImage(ctx, ref, tmp)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := Skopeo(ctx, "copy", "--quiet", "--src-tls-verify=false", "docker://"+ref, "dir:"+dir); err != nil {
-		return nil, err
+	if len(layers) == 0 {
+		return nil, fmt.Errorf("manifest of %s: no layers", ref)
 	}
-	mb, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil {
-		return nil, err
-	}
-	var m struct {
-		Layers []struct {
-			Digest string `json:"digest"`
-		} `json:"layers"`
-	}
-	if err := json.Unmarshal(mb, &m); err != nil || len(m.Layers) == 0 {
-		return nil, fmt.Errorf("manifest of %s: %v (%d layers)", ref, err, len(m.Layers))
-	}
-	f, err := os.Open(filepath.Join(dir, strings.TrimPrefix(m.Layers[len(m.Layers)-1].Digest, "sha256:")))
+	f, err := os.Open(filepath.Join(dir, strings.TrimPrefix(layers[len(layers)-1], "sha256:")))
 	if err != nil {
 		return nil, err
 	}

@@ -613,16 +613,41 @@ func Config(ctx context.Context, ref string) (*ImageConfig, error) {
 // layout) and returns a file's content from its layers, the last layer that
 // has it winning.
 func FileFromImage(ctx context.Context, ref, tmp, path string) ([]byte, error) {
-	dir, err := os.MkdirTemp(tmp, "image-")
+	dir, layers, err := copyImage(ctx, ref, tmp)
 	if err != nil {
 		return nil, err
 	}
+	want := strings.TrimPrefix(path, "/")
+	var found []byte
+	for _, l := range layers {
+		content, ok, err := fileFromLayer(filepath.Join(dir, strings.TrimPrefix(l, "sha256:")), want)
+		if err != nil {
+			return nil, fmt.Errorf("layer %s: %w", l, err)
+		}
+		if ok {
+			found = content
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%s has no %s in its %d layers", ref, path, len(layers))
+	}
+	return found, nil
+}
+
+// copyImage copies an image out of the registry into a dir: layout under
+// tmp (skopeo copy) and returns the directory and its layers' digests, in
+// order; each layer's blob is dir/<hex digest>.
+func copyImage(ctx context.Context, ref, tmp string) (string, []string, error) {
+	dir, err := os.MkdirTemp(tmp, "image-")
+	if err != nil {
+		return "", nil, err
+	}
 	if _, err := Skopeo(ctx, "copy", "--quiet", "--src-tls-verify=false", "docker://"+ref, "dir:"+dir); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	mb, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	var m struct {
 		Layers []struct {
@@ -630,23 +655,13 @@ func FileFromImage(ctx context.Context, ref, tmp, path string) ([]byte, error) {
 		} `json:"layers"`
 	}
 	if err := json.Unmarshal(mb, &m); err != nil {
-		return nil, err
+		return "", nil, fmt.Errorf("manifest of %s: %w", ref, err)
 	}
-	want := strings.TrimPrefix(path, "/")
-	var found []byte
+	var layers []string
 	for _, l := range m.Layers {
-		content, ok, err := fileFromLayer(filepath.Join(dir, strings.TrimPrefix(l.Digest, "sha256:")), want)
-		if err != nil {
-			return nil, fmt.Errorf("layer %s: %w", l.Digest, err)
-		}
-		if ok {
-			found = content
-		}
+		layers = append(layers, l.Digest)
 	}
-	if found == nil {
-		return nil, fmt.Errorf("%s has no %s in its %d layers", ref, path, len(m.Layers))
-	}
-	return found, nil
+	return dir, layers, nil
 }
 
 func fileFromLayer(blob, want string) ([]byte, bool, error) {
