@@ -803,14 +803,7 @@ func (s *stack) typoController(t testing.TB, c catalog) {
 func (s *stack) withoutTaskRunSpecs(t testing.TB, c catalog) {
 	ctx := context.Background()
 	arm := fuseNode("arm64")
-	cordon := func(on bool) {
-		patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on)
-		if _, err := s.kube.CoreV1().Nodes().Patch(ctx, arm, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			t.Fatalf("cordon=%v %s: %v", on, arm, err)
-		}
-	}
-	cordon(true)
-	t.Cleanup(func() { cordon(false) })
+	s.cordon(t, arm)
 
 	pinned := s.create(t, c, "examples/pipelinerun.yaml")
 	free := s.create(t, c, variantFile(t, c, func(pr map[string]any) {
@@ -876,14 +869,7 @@ func (s *stack) fuseScheduling(t testing.TB, committed catalog) {
 	}
 	s.install(t, fuse)
 	node := fuseNode("amd64")
-	cordon := func(on bool) {
-		patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on)
-		if _, err := s.kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			t.Fatalf("cordon=%v %s: %v", on, node, err)
-		}
-	}
-	cordon(true)
-	t.Cleanup(func() { cordon(false) })
+	s.cordon(t, node)
 	needs := s.create(t, fuse, "examples/pipelinerun.yaml")
 	free := s.create(t, committed, "examples/pipelinerun.yaml")
 	t.Cleanup(func() {
@@ -916,4 +902,17 @@ func (s *stack) fuseScheduling(t testing.TB, committed catalog) {
 		t.Errorf("build.storage %s, %s cordoned: build-amd64 on %q, want amd64-nofuse", committed.cfg.Build.Storage, node, pod.Spec.NodeName)
 	}
 	t.Logf("build.storage %s, %s cordoned: build-amd64 runs on %s", committed.cfg.Build.Storage, node, pod.Spec.NodeName)
+}
+
+// cordon makes node unschedulable until the end of t.
+func (s *stack) cordon(t testing.TB, node string) {
+	t.Helper()
+	set := func(on bool) {
+		patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on)
+		if _, err := s.kube.CoreV1().Nodes().Patch(context.Background(), node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatalf("cordon=%v %s: %v", on, node, err)
+		}
+	}
+	set(true)
+	t.Cleanup(func() { set(false) })
 }

@@ -274,14 +274,7 @@ func (s *stack) startCommand(t *testing.T, c catalog) {
 	t.Run("follow-pending", func(t *testing.T) {
 		ctx := context.Background()
 		arm := fuseNode("arm64")
-		cordon := func(on bool) {
-			patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on)
-			if _, err := s.kube.CoreV1().Nodes().Patch(ctx, arm, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-				t.Fatalf("cordon=%v %s: %v", on, arm, err)
-			}
-		}
-		cordon(true)
-		t.Cleanup(func() { cordon(false) })
+		s.cordon(t, arm)
 		r := cli.run(t, append(common, "--follow", "--timeout", "2m")...)
 		pr := r.created(t, s, c)
 		t.Cleanup(func() {
