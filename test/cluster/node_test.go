@@ -153,6 +153,31 @@ func requireRealNodeHost(t testing.TB) {
 	}
 }
 
+// realNodeLock serialises the real node between test processes on this
+// machine (TestRealNode, the benchmarks, a second checkout's run): the node
+// needs the kubelet's directory to itself, and reapLeftovers would take
+// another live run's pods for a killed run's.
+const realNodeLock = "/run/tekton-multiarch-real-node.lock"
+
+// lockRealNode waits for the machine's real node lock and holds it until t's
+// cleanup. The kernel drops it if the process dies.
+func lockRealNode(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(realNodeLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatalf("opening the real node lock: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
+		t.Logf("another test process has the real node (%s): waiting for it", realNodeLock)
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+	}
+	if err != nil {
+		f.Close()
+		t.Fatalf("locking %s: %v", realNodeLock, err)
+	}
+	t.Cleanup(func() { f.Close() })
+}
+
 // startRealNode brings up containerd, the kubelet and the fuse device
 // plugin, and waits until the node is Ready with /dev/fuse allocatable.
 // Everything is undone in t's cleanup, also on failure: pod sandboxes
@@ -162,6 +187,7 @@ func requireRealNodeHost(t testing.TB) {
 // back.
 func (s *stack) startRealNode(t testing.TB, images nodeImages) *realNode {
 	t.Helper()
+	lockRealNode(t)
 	requireRealNodeHost(t)
 	n := &realNode{owner: t, dir: filepath.Join(s.work, "node"), images: images}
 	n.socket = filepath.Join(n.dir, "containerd.sock")
