@@ -103,13 +103,13 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   Name,
 			Labels: map[string]string{"app.kubernetes.io/version": cfg.Catalog.Version},
-			Annotations: map[string]string{
+			Annotations: tasks.WithArtifactHub(cfg, map[string]string{
 				"tekton.dev/pipelines.minVersion": tasks.MinPipelinesVersion(cfg),
 				"tekton.dev/platforms":            tasks.Platforms(cfg),
 				"tekton.dev/categories":           "Image Build",
 				"tekton.dev/tags":                 "image-build, buildah, multi-arch",
 				"tekton.dev/displayName":          "multi-arch build",
-			},
+			}),
 		},
 		Spec: v1.PipelineSpec{
 			Description: "Builds an image natively on a node of each architecture (" + tasks.Platforms(cfg) + "), in parallel, " +
