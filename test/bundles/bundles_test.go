@@ -238,3 +238,87 @@ func TestPushFails(t *testing.T) {
 		})
 	}
 }
+
+// TestBundlesMode: a catalog generated with references.mode bundles refers to
+// bundles that the push of the same configuration makes, by digest: every
+// reference in the pushed Pipelines, and start's pipelineRef, resolves.
+func TestBundlesMode(t *testing.T) {
+	reg := realbuild.StartRegistry(t, t.TempDir())
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	repo := reg.Addr + "/bundles-mode"
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte("references:\n  mode: bundles\n  bundles:\n    repository: "+repo+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ps, stderr, code := push(t, "--repository", repo, "--config", cfgFile)
+	if code != cli.ExitOK {
+		t.Fatalf("bundle push: exit %d\n%s", code, stderr)
+	}
+	var out, errOut bytes.Buffer
+	if code := cli.Run([]string{"start", "--config", cfgFile, "--git-url", "https://example.com/app.git", "--ref", "main", "--image", "registry.example.com/app:v1", "--dry-run", "-o", "yaml"}, &out, &errOut); code != cli.ExitOK {
+		t.Fatalf("start --dry-run: exit %d\n%s", code, errOut.String())
+	}
+	var pr v1.PipelineRun
+	if err := yaml.Unmarshal(out.Bytes(), &pr); err != nil {
+		t.Fatal(err)
+	}
+	resolve := func(ref *v1.ResolverRef) []byte {
+		t.Helper()
+		if ref.Resolver != "bundles" {
+			t.Fatalf("resolver %q, want bundles", ref.Resolver)
+		}
+		opts := tektonbundle.RequestOptions{}
+		for _, p := range ref.Params {
+			switch p.Name {
+			case "bundle":
+				opts.Bundle = p.Value.StringVal
+			case "name":
+				opts.EntryName = p.Value.StringVal
+			case "kind":
+				opts.Kind = p.Value.StringVal
+			}
+		}
+		if !strings.Contains(opts.Bundle, "@sha256:") {
+			t.Errorf("bundle %q is not by digest", opts.Bundle)
+		}
+		res, err := tektonbundle.GetEntry(context.Background(), authn.DefaultKeychain, opts)
+		if err != nil {
+			t.Fatalf("resolving %+v: %v", opts, err)
+		}
+		return res.Data()
+	}
+	var p v1.Pipeline
+	if err := yaml.UnmarshalStrict(resolve(&pr.Spec.PipelineRef.ResolverRef), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != "multiarch-build" {
+		t.Errorf("start's pipelineRef resolved to %q", p.Name)
+	}
+	refs := map[string]bool{}
+	for _, pt := range p.Spec.Tasks {
+		var task v1.Task
+		if err := yaml.UnmarshalStrict(resolve(&pt.TaskRef.ResolverRef), &task); err != nil {
+			t.Fatal(err)
+		}
+		refs[task.Name] = true
+	}
+	if len(refs) != 2 || !refs["buildah-build"] || !refs["buildah-manifest"] {
+		t.Errorf("the Pipeline's tasks resolved to %v", refs)
+	}
+	found := false
+	for _, x := range ps {
+		found = found || x.ref == pipelineBundle(pr)
+	}
+	if !found {
+		t.Errorf("start refers to %s, which bundle push did not print: %v", pipelineBundle(pr), ps)
+	}
+}
+
+func pipelineBundle(pr v1.PipelineRun) string {
+	for _, p := range pr.Spec.PipelineRef.Params {
+		if p.Name == "bundle" {
+			return p.Value.StringVal
+		}
+	}
+	return ""
+}
