@@ -189,6 +189,9 @@ func Generate(cfg *config.Config) (render.Files, error) {
 	if err := addTriggers(files, cfg, o); err != nil {
 		return nil, err
 	}
+	if err := addArtifactHub(files, cfg); err != nil {
+		return nil, err
+	}
 	if err := checkKubernetes(files); err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ func gitSyncSample(cfg *config.Config) *v1.TaskRun {
 		TypeMeta:   typeMeta("TaskRun"),
 		ObjectMeta: sampleMeta(cfg, tasks.GitSyncName),
 		Spec: v1.TaskRunSpec{
-			TaskRef: &v1.TaskRef{Name: tasks.GitSyncName},
+			TaskRef: pipeline.TaskRef(cfg, tasks.GitSyncName),
 			Params: v1.Params{
 				{Name: "GIT_URL", Value: str(cfg.Example.GitURL)},
 				{Name: "GIT_REF", Value: str(cfg.Example.GitRef)},
@@ -65,7 +65,7 @@ func buildSample(cfg *config.Config) *v1.TaskRun {
 		TypeMeta:   typeMeta("TaskRun"),
 		ObjectMeta: sampleMeta(cfg, tasks.BuildName+"-"+a.ID()),
 		Spec: v1.TaskRunSpec{
-			TaskRef: &v1.TaskRef{Name: tasks.BuildName},
+			TaskRef: pipeline.TaskRef(cfg, tasks.BuildName),
 			Params: v1.Params{
 				{Name: "IMAGE", Value: str(cfg.Example.Image)},
 				{Name: "TAG_SUFFIX", Value: str(pipeline.TagSuffix(a))},
@@ -95,7 +95,7 @@ func manifestSample(cfg *config.Config) *v1.TaskRun {
 		TypeMeta:   typeMeta("TaskRun"),
 		ObjectMeta: sampleMeta(cfg, tasks.ManifestName),
 		Spec: v1.TaskRunSpec{
-			TaskRef: &v1.TaskRef{Name: tasks.ManifestName},
+			TaskRef: pipeline.TaskRef(cfg, tasks.ManifestName),
 			Params: v1.Params{
 				{Name: "IMAGE", Value: str(cfg.Example.Image)},
 				{Name: "IMAGES", Value: *v1.NewStructuredValues(refs[0], refs[1:]...)},

@@ -55,7 +55,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newGenerate(stdout), newConfig(stdout), newStart(stdout, stderr))
+	root.AddCommand(newGenerate(stdout), newConfig(stdout), newStart(stdout, stderr), newBundle(stdout))
 	return root
 }
 

@@ -22,7 +22,7 @@ func TestGenerateThenCheck(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("generate: exit %d: %s", code, stderr)
 	}
-	if !strings.Contains(stdout, "wrote 29 files") {
+	if !strings.Contains(stdout, "wrote 31 files") {
 		t.Errorf("stdout = %q", stdout)
 	}
 	for _, p := range []string{
@@ -32,6 +32,7 @@ func TestGenerateThenCheck(t *testing.T) {
 		"examples/cluster/apparmor/containerized-buildah", "examples/cluster/README.md",
 		"examples/cluster/seccomp/buildah.json", "examples/cluster/node-profiles/node-profile-loader.yaml",
 		"examples/cluster/arch-pinning.yaml", "pipelines/multiarch-build-matrix/0.1/multiarch-build-matrix.yaml",
+		"tasks/artifacthub-repo.yml", "pipelines/artifacthub-repo.yml",
 	} {
 		if _, err := os.Stat(filepath.Join(out, p)); err != nil {
 			t.Errorf("missing %s: %v", p, err)

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/pipeline"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/render"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/start"
 )
@@ -83,13 +84,15 @@ func newStart(stdout, stderr io.Writer) *cobra.Command {
 					if err != nil {
 						return &exitError{ExitFailed, fmt.Errorf("%s: %s cannot pin its builds; %w", why, o.Pipeline, err)}
 					}
-					fmt.Fprintf(stderr, "%s: %s cannot pin its builds; running %s with a taskRunSpec per architecture instead\n", why, o.Pipeline, fb.Spec.PipelineRef.Name)
-					pr, o.Pipeline = fb, fb.Spec.PipelineRef.Name
-				} else if err := start.CheckMatrixInstalled(ctx, c, ns); err != nil {
+					fmt.Fprintf(stderr, "%s: %s cannot pin its builds; running %s with a taskRunSpec per architecture instead\n", why, o.Pipeline, pipeline.Name)
+					pr, o.Pipeline = fb, pipeline.Name
+				} else if err := start.CheckMatrixInstalled(ctx, c, ns); cfg.References.Mode == config.RefNamespace && err != nil {
 					return &exitError{ExitFailed, err}
 				}
 			}
-			if !o.Matrix() {
+			// In the other modes the resolvers fetch the Pipeline and Tasks:
+			// nothing is installed in the namespace to check.
+			if !o.Matrix() && cfg.References.Mode == config.RefNamespace {
 				if err := start.CheckInstalled(ctx, c, ns, cfg.Architectures); err != nil {
 					return &exitError{ExitFailed, err}
 				}

@@ -40,6 +40,8 @@ type Config struct {
 	Cluster       Cluster        `json:"cluster"`
 	Triggers      Triggers       `json:"triggers"`
 	Example       Example        `json:"example"`
+	References    References     `json:"references"`
+	ArtifactHub   ArtifactHub    `json:"artifactHub"`
 }
 
 // Triggers is about building on git push.
@@ -526,6 +528,8 @@ func (c *Config) Validate() []FieldError {
 			add("example.serviceAccount", "%q: %s", c.Example.ServiceAccount, m)
 		}
 	}
+	errs = append(errs, c.References.validate()...)
+	errs = append(errs, c.ArtifactHub.validate()...)
 	return errs
 }
 

@@ -6,6 +6,7 @@ package lint
 import (
 	"encoding/json"
 	"fmt"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -82,13 +83,13 @@ func Check(o validate.Objects) []error {
 		where := "Pipeline " + p.Name
 		pts := map[string]*v1.Task{}
 		for _, pt := range append(append([]v1.PipelineTask(nil), p.Spec.Tasks...), p.Spec.Finally...) {
-			if pt.TaskRef == nil || pt.TaskRef.Name == "" {
-				fail("%s: task %s has no taskRef by name", where, pt.Name)
+			if pt.TaskRef == nil || RefName(pt.TaskRef.Name, pt.TaskRef.Params) == "" {
+				fail("%s: task %s has no taskRef naming a Task", where, pt.Name)
 				continue
 			}
-			t, ok := tasks[pt.TaskRef.Name]
+			t, ok := tasks[RefName(pt.TaskRef.Name, pt.TaskRef.Params)]
 			if !ok {
-				fail("%s: task %s refers to Task %q, which the catalog does not have", where, pt.Name, pt.TaskRef.Name)
+				fail("%s: task %s refers to Task %q, which the catalog does not have", where, pt.Name, RefName(pt.TaskRef.Name, pt.TaskRef.Params))
 				continue
 			}
 			pts[pt.Name] = t
@@ -113,9 +114,9 @@ func Check(o validate.Objects) []error {
 			fail("%s: no pipelineRef", where)
 			continue
 		}
-		p, ok := pipelines[pr.Spec.PipelineRef.Name]
+		p, ok := pipelines[RefName(pr.Spec.PipelineRef.Name, pr.Spec.PipelineRef.Params)]
 		if !ok {
-			fail("%s: refers to Pipeline %q, which the catalog does not have", where, pr.Spec.PipelineRef.Name)
+			fail("%s: refers to Pipeline %q, which the catalog does not have", where, RefName(pr.Spec.PipelineRef.Name, pr.Spec.PipelineRef.Params))
 			continue
 		}
 		names := map[string]bool{}
@@ -177,4 +178,24 @@ func stringsOf(v any) []string {
 	}
 	walk(generic)
 	return out
+}
+
+// RefName is the name of the object a taskRef or pipelineRef points at,
+// whatever resolves it: the name, a resolver's name param, or the git
+// resolver's file name (tasks/<name>/<version>/<name>.yaml).
+func RefName(name string, params v1.Params) string {
+	if name != "" {
+		return name
+	}
+	for _, p := range params {
+		if p.Name == "name" {
+			return p.Value.StringVal
+		}
+	}
+	for _, p := range params {
+		if p.Name == "pathInRepo" {
+			return strings.TrimSuffix(path.Base(p.Value.StringVal), ".yaml")
+		}
+	}
+	return ""
 }

@@ -62,7 +62,7 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 		name := BuildTask(a)
 		pts = append(pts, v1.PipelineTask{
 			Name:    name,
-			TaskRef: &v1.TaskRef{Name: tasks.BuildName},
+			TaskRef: TaskRef(cfg, tasks.BuildName),
 			Params: v1.Params{
 				{Name: "IMAGE", Value: str(param("IMAGE"))},
 				{Name: "TAG_SUFFIX", Value: str(TagSuffix(a))},
@@ -86,7 +86,7 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 	}
 	pts = append(pts, v1.PipelineTask{
 		Name:    ManifestTask,
-		TaskRef: &v1.TaskRef{Name: tasks.ManifestName},
+		TaskRef: TaskRef(cfg, tasks.ManifestName),
 		Params: v1.Params{
 			{Name: "IMAGE", Value: str(param("IMAGE"))},
 			{Name: "IMAGES", Value: *v1.NewStructuredValues(refs[0], refs[1:]...)},
@@ -103,13 +103,13 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   Name,
 			Labels: map[string]string{"app.kubernetes.io/version": cfg.Catalog.Version},
-			Annotations: map[string]string{
+			Annotations: tasks.WithArtifactHub(cfg, map[string]string{
 				"tekton.dev/pipelines.minVersion": tasks.MinPipelinesVersion(cfg),
 				"tekton.dev/platforms":            tasks.Platforms(cfg),
 				"tekton.dev/categories":           "Image Build",
 				"tekton.dev/tags":                 "image-build, buildah, multi-arch",
 				"tekton.dev/displayName":          "multi-arch build",
-			},
+			}),
 		},
 		Spec: v1.PipelineSpec{
 			Description: "Builds an image natively on a node of each architecture (" + tasks.Platforms(cfg) + "), in parallel, " +
@@ -207,7 +207,7 @@ func MatrixPipeline(cfg *config.Config) *v1.Pipeline {
 // MatrixRun runs MatrixPipeline for o's architectures, without taskRunSpecs.
 func MatrixRun(o RunOptions) *v1.PipelineRun {
 	pr := PipelineRun(o)
-	pr.Spec.PipelineRef.Name = MatrixName
+	pr.Spec.PipelineRef = o.pipelineRef(MatrixName)
 	if pr.GenerateName != "" {
 		pr.GenerateName = MatrixName + "-"
 	}
@@ -235,6 +235,16 @@ type RunOptions struct {
 	// Cache, if true, passes CACHE "true" (the layer cache); otherwise the
 	// Pipeline's default decides.
 	Cache bool
+	// Refs, if set, is the configuration whose references.mode says how the
+	// run refers to the Pipeline; nil: by name.
+	Refs *config.Config
+}
+
+func (o RunOptions) pipelineRef(name string) *v1.PipelineRef {
+	if o.Refs == nil {
+		return &v1.PipelineRef{Name: name}
+	}
+	return PipelineRef(o.Refs, name)
 }
 
 // ExampleRunOptions is the example configuration's run.
@@ -249,6 +259,7 @@ func ExampleRunOptions(cfg *config.Config) RunOptions {
 		ServiceAccount: cfg.Example.ServiceAccount,
 		Architectures:  cfg.Architectures,
 		Cache:          cfg.Build.Cache,
+		Refs:           cfg,
 	}
 }
 
@@ -260,7 +271,7 @@ func PipelineRun(o RunOptions) *v1.PipelineRun {
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1.SchemeGroupVersion.String(), Kind: "PipelineRun"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name, GenerateName: o.GenerateName, Namespace: o.Namespace},
 		Spec: v1.PipelineRunSpec{
-			PipelineRef: &v1.PipelineRef{Name: Name},
+			PipelineRef: o.pipelineRef(Name),
 			Params: v1.Params{
 				{Name: "GIT_URL", Value: str(o.GitURL)},
 				{Name: "GIT_REF", Value: str(o.GitRef)},

@@ -94,13 +94,13 @@ func meta(cfg *config.Config, name, displayName, tags string) metav1.ObjectMeta 
 		Labels: map[string]string{
 			"app.kubernetes.io/version": cfg.Catalog.Version,
 		},
-		Annotations: map[string]string{
+		Annotations: WithArtifactHub(cfg, map[string]string{
 			"tekton.dev/pipelines.minVersion": MinPipelinesVersion(cfg),
 			"tekton.dev/platforms":            Platforms(cfg),
 			"tekton.dev/categories":           "Image Build",
 			"tekton.dev/tags":                 tags,
 			"tekton.dev/displayName":          displayName,
-		},
+		}),
 	}
 }
 
