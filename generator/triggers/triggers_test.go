@@ -91,7 +91,7 @@ func payload(t *testing.T, name string, edits map[string]any) []byte {
 
 // deliver runs an event through the push trigger (see deliverTo).
 func deliver(t *testing.T, cfg *config.Config, o triggers.Objects, e event) (*v1.PipelineRun, string) {
-	return deliverTo(t, cfg, o, e, cfg.Triggers.Provider+"-push")
+	return deliverTo(t, cfg, o, e, triggers.PushTrigger(cfg))
 }
 
 // deliverTo runs an event through every trigger of the EventListener, as
