@@ -444,11 +444,11 @@ cache_probe() {
 	return "$rc"
 }
 cache_probe_timeout=30
-cache_to=true
+cache_to=$cache_repo
 if [ -n "$cache_repo" ] && [ "$PUSH" = false ]; then
 	# Build-only: read the cache, write nothing to the registry.
 	echo "layer cache: $cache_repo, read only (PUSH=false: buildah bud --layers --cache-from)"
-	cache_to=false
+	cache_to=
 elif [ -n "$cache_repo" ]; then
 	if cache_probe >"$tmp/probe.log" 2>&1; then
 		echo "layer cache: $cache_repo (buildah bud --layers --cache-from/--cache-to)"
@@ -467,7 +467,7 @@ build() {
 # own word for an unknown target names neither the param nor the stages.
 bud_failed() {
 	if [ -n "$TARGET" ] && grep -Eiq 'target "[^"]*" was not found' "$tmp/bud.log"; then
-		stages=$(sed -n 's/^[[:space:]]*[Ff][Rr][Oo][Mm][[:space:]].*[[:space:]][Aa][Ss][[:space:]][[:space:]]*\([^[:space:]]*\).*/\1/p' "$DOCKERFILE" | tr '\n' ' ')
+		stages=$(sed -n 's/^[[:space:]]*[Ff][Rr][Oo][Mm][[:space:]].*[[:space:]][Aa][Ss][[:space:]][[:space:]]*\([^[:space:]]*\).*/\1/p' "$DOCKERFILE" | tr '\n' ' ' | sed 's/ $//')
 		die "TARGET '$TARGET' is not a stage of $DOCKERFILE: its named stages are: ${stages:-(none: no FROM ... AS <name>)}"
 	fi
 	die "buildah bud failed for $PLATFORM (its output is above)"
@@ -481,13 +481,11 @@ bud() {
 echo "building $push_ref for $PLATFORM on a linux/$node node (storage: $storage)${TARGET:+, stage $TARGET}"
 if [ -z "$cache_repo" ]; then
 	bud "$@" "$CONTEXT" || bud_failed
-elif [ "$cache_to" = false ]; then
-	bud --layers --cache-from "$cache_repo" "$@" "$CONTEXT" || bud_failed
 else
 	# The registry can still fail a cache push mid-build (buildah: "failed
 	# pushing cache to ..."). Then build again without the cache: --layers
 	# reuses every layer the first attempt committed to this pod's storage.
-	if ! bud --layers --cache-from "$cache_repo" --cache-to "$cache_repo" "$@" "$CONTEXT"; then
+	if ! bud --layers --cache-from "$cache_repo" ${cache_to:+--cache-to "$cache_to"} "$@" "$CONTEXT"; then
 		grep -Eiq '^error.*cache' "$tmp/bud.log" || bud_failed
 		echo "warning: the layer cache $cache_repo failed during the build (above): building again without it, from the layers this pod has"
 		bud --layers "$@" "$CONTEXT" || bud_failed
