@@ -145,6 +145,11 @@ func TestKubernetesValidation(t *testing.T) {
 			if !tc.cfg.AppArmor.UsesAppArmor() {
 				want["*cluster.AppArmorProfile"] = 0
 			}
+			// The pull-request trigger's own binding and template.
+			if tc.cfg.Triggers.PullRequests.Enabled {
+				want["*v1beta1.TriggerBinding"]++
+				want["*v1beta1.TriggerTemplate"]++
+			}
 			// The fuse device plugin only where the build asks for /dev/fuse.
 			if tc.cfg.Build.NeedsFuse() {
 				want["*v1.DaemonSet"]++

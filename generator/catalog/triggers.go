@@ -8,9 +8,14 @@ import (
 // addTriggers renders the build-on-push objects under examples/triggers/.
 func addTriggers(files render.Files, cfg *config.Config, o Objects) error {
 	t := o.Triggers
-	if err := multiDoc(files, "examples/triggers/triggers.yaml",
-		"# Build on every push: kubectl apply -f examples/triggers/ (after the webhook Secret, see README.md)\n",
-		t.EventListener, t.Binding, t.Template); err != nil {
+	objs := []any{t.EventListener, t.Binding, t.Template}
+	note := "# Build on every push: kubectl apply -f examples/triggers/ (after the webhook Secret, see README.md)\n"
+	if t.PullRequestTemplate != nil {
+		objs = append(objs, t.PullRequestBinding, t.PullRequestTemplate)
+		note = "# Build on every push, and build-only (nothing pushed) on every pull request:\n" +
+			"# kubectl apply -f examples/triggers/ (after the webhook Secret, see README.md)\n"
+	}
+	if err := multiDoc(files, "examples/triggers/triggers.yaml", note, objs...); err != nil {
 		return err
 	}
 	if err := multiDoc(files, "examples/triggers/rbac.yaml",

@@ -141,5 +141,6 @@ func newStart(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVarP(&output, "output", "o", "", "with --dry-run: yaml (default) or json")
 	f.BoolVar(&follow, "follow", false, "follow the run per architecture until it ends; exit non-zero if it fails")
 	f.DurationVar(&timeout, "timeout", time.Hour, "with --follow: how long to wait for the run to end")
+	addBuildFlags(f, &o.Build)
 	return cmd
 }

@@ -65,6 +65,8 @@ func TestStartDryRun(t *testing.T) {
 		{"start-dry-run.json", []string{"--dry-run", "-o", "json"}},
 		{"start-dry-run-matrix-arm64.yaml", []string{"--dry-run", "--pipeline", "multiarch-build-matrix", "--arch", "arm64"}},
 		{"start-dry-run-flags.yaml", []string{"--dry-run", "--ref", "v1.2.3", "--arch", "linux/arm64,amd64", "-n", "ci", "--service-account", "ci-builder", "--registry-secret", "ci-registry"}},
+		{"start-dry-run-build-options.yaml", buildOptionArgs},
+		{"start-dry-run-build-options-matrix.yaml", append([]string{"--pipeline", "multiarch-build-matrix", "--arch", "arm64"}, buildOptionArgs[:4]...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"start", "--git-url", "https://github.com/me/app.git", "--image", "registry.example.com/me/app:v1", "--kubeconfig", "/nonexistent"}, tc.args...)

@@ -55,6 +55,8 @@ type Triggers struct {
 	IngressHost    string   `json:"ingressHost"`
 	// Pipeline a push runs: PipelineExplicit or PipelineMatrix.
 	Pipeline string `json:"pipeline"`
+	// PullRequests starts build-only runs of pull requests.
+	PullRequests PullRequests `json:"pullRequests"`
 }
 
 // The catalog's Pipelines, as triggers.pipeline names them (the pipeline
@@ -500,6 +502,7 @@ func (c *Config) Validate() []FieldError {
 			add(f.path, "%q: %s", f.name, m)
 		}
 	}
+	errs = append(errs, validatePullRequests("triggers.pullRequests", c.Triggers.PullRequests)...)
 	if c.Triggers.IngressHost != "" {
 		for _, m := range validation.IsDNS1123Subdomain(c.Triggers.IngressHost) {
 			add("triggers.ingressHost", "%q: %s", c.Triggers.IngressHost, m)

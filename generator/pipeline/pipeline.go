@@ -47,6 +47,8 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 	workspaces := []v1.PipelineWorkspaceDeclaration{
 		{Name: tasks.WorkspaceDockerConfig, Description: "Registry credentials (kubernetes.io/dockerconfigjson Secret).", Optional: true},
 		{Name: tasks.WorkspaceGitCredentials, Description: "Git credentials for a private repository (basic-auth or ssh-auth Secret).", Optional: true},
+		{Name: tasks.WorkspaceCABundle, Description: "CA certificates (*.crt, *.pem keys of a ConfigMap or Secret) trusted for the registry besides the system's, with TLS_VERIFY kept \"true\".", Optional: true},
+		{Name: tasks.WorkspaceBuildSecrets, Description: "A Secret whose keys are build secrets, for RUN --mount=type=secret,id=KEY; in no layer, result or log.", Optional: true},
 	}
 	bind := func(names ...string) []v1.WorkspacePipelineTaskBinding {
 		var b []v1.WorkspacePipelineTaskBinding
@@ -77,8 +79,13 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 				// The Task appends TAG_SUFFIX to the cache repository too: one per architecture.
 				{Name: "CACHE", Value: str(param("CACHE"))},
 				{Name: "CACHE_REPO", Value: str(param("CACHE_REPO"))},
+				{Name: "TARGET", Value: str(param("TARGET"))},
+				// An array into the matrixed build too, as BUILD_ARGS: only the
+				// matrix's own params and the fan-in's results are restricted.
+				{Name: "LABELS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(params.LABELS[*])"}}},
+				{Name: "PUSH", Value: str(param("PUSH"))},
 			},
-			Workspaces: bind(tasks.WorkspaceDockerConfig, tasks.WorkspaceGitCredentials),
+			Workspaces: bind(tasks.WorkspaceDockerConfig, tasks.WorkspaceGitCredentials, tasks.WorkspaceCABundle, tasks.WorkspaceBuildSecrets),
 		})
 		refs = append(refs, taskResult(name, "IMAGE_REF"))
 		commits = append(commits, taskResult(name, "COMMIT"))
@@ -93,8 +100,11 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 			{Name: "PLATFORMS", Value: str(strings.Join(platforms, ","))},
 			{Name: "SOURCE_COMMITS", Value: str(strings.Join(commits, " "))},
 			{Name: "TLS_VERIFY", Value: str(param("TLS_VERIFY"))},
+			{Name: "GIT_URL", Value: str(param("GIT_URL"))},
+			{Name: "ANNOTATIONS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(params.ANNOTATIONS[*])"}}},
+			{Name: "PUSH", Value: str(param("PUSH"))},
 		},
-		Workspaces: bind(tasks.WorkspaceDockerConfig),
+		Workspaces: bind(tasks.WorkspaceDockerConfig, tasks.WorkspaceCABundle),
 	})
 
 	first := BuildTask(cfg.Architectures[0])
@@ -130,6 +140,10 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 					"A cache that cannot be reached or written is warned about, never fatal.", ptr(strconv.FormatBool(cfg.Build.Cache))),
 				tasks.StringParam("CACHE_REPO", "Repository of the layer cache, without tag; each build appends -<arch>. "+
 					"Empty: IMAGE's repository + -cache, e.g. registry.example.com/me/app-cache-arm64.", ptr("")),
+				tasks.StringParam("TARGET", tasks.TargetDescription, ptr("")),
+				tasks.ArrayParam("LABELS", tasks.LabelsDescription),
+				tasks.ArrayParam("ANNOTATIONS", tasks.AnnotationsDescription),
+				tasks.StringParam("PUSH", tasks.PushDescription+" The manifest task then checks what the index would hold and pushes nothing; IMAGE_DIGEST is empty.", ptr("true")),
 			},
 			Workspaces: workspaces,
 			Tasks:      pts,
@@ -196,6 +210,9 @@ func MatrixPipeline(cfg *config.Config) *v1.Pipeline {
 		{Name: "PLATFORM_LIST", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(params.PLATFORMS[*])"}}},
 		{Name: "SOURCE_COMMIT_LIST", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(tasks." + MatrixBuildTask + ".results.COMMIT[*])"}}},
 		{Name: "TLS_VERIFY", Value: str(param("TLS_VERIFY"))},
+		{Name: "GIT_URL", Value: str(param("GIT_URL"))},
+		{Name: "ANNOTATIONS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(params.ANNOTATIONS[*])"}}},
+		{Name: "PUSH", Value: str(param("PUSH"))},
 	}
 	p.Spec.Tasks = []v1.PipelineTask{build, manifest}
 	// The git URL and commit come from the matrix only as arrays; the

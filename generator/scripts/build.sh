@@ -24,13 +24,27 @@
 #                         --layers --cache-from/--cache-to); its failures only warn
 #   CACHE_REPO            the cache's repository, TAG_SUFFIX appended; empty:
 #                         IMAGE's repository + "-cache"
-#   SOURCE_ROOT, SOURCE_LINK   where the clone step left the checkout
+#   TARGET                the Dockerfile stage to build (buildah bud --target);
+#                         empty: the last stage
+#   PUSH                  "true" (the default) or "false": build and check,
+#                         push nothing (no image, no cache write); the results
+#                         then carry the image's digest in the pod's storage
+#   GIT_URL               the repository cloned: the image's
+#                         org.opencontainers.image.source label, userinfo removed
+#   SOURCE_ROOT, SOURCE_LINK   where the clone step left the checkout; the
+#                         link's target is the commit (the revision label)
 #   DOCKERCONFIG_BOUND, DOCKERCONFIG_PATH   registry credentials workspace
+#   CA_BUNDLE_BOUND, CA_BUNDLE_PATH   optional workspace of PEM certificates
+#                         (*.crt, *.pem) trusted for registries besides the
+#                         system's
+#   BUILD_SECRETS_BOUND, BUILD_SECRETS_PATH   optional workspace (a Secret):
+#                         each key is a build secret, RUN --mount=type=secret,id=KEY
 #   RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF   result files
 #   CONTAINERS_ROOT       buildah's storage (default /var/lib/containers/storage)
 #   CONTAINERS_RUNROOT    optional buildah run root
 #   FUSE_OVERLAYFS        mount program (default /usr/bin/fuse-overlayfs)
-#   arguments             BUILD_ARGS, each KEY=VALUE
+#   arguments             BUILD_ARGS, each KEY=VALUE, then "--labels" and
+#                         LABELS, each KEY=VALUE (image labels)
 set -eu
 
 die() {
@@ -80,6 +94,9 @@ PUSH_RETRIES=${PUSH_RETRIES:-3}
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-}
 CACHE=${CACHE:-false}
 CACHE_REPO=${CACHE_REPO:-}
+TARGET=${TARGET:-}
+PUSH=${PUSH:-true}
+GIT_URL=${GIT_URL:-}
 DOCKERFILE=${DOCKERFILE:-./Dockerfile}
 CONTEXT=${CONTEXT:-.}
 FUSE_OVERLAYFS=${FUSE_OVERLAYFS:-/usr/bin/fuse-overlayfs}
@@ -90,6 +107,10 @@ SOURCE_LINK=${SOURCE_LINK:-checkout}
 is_bool TLS_VERIFY "$TLS_VERIFY"
 is_bool ALLOW_EMULATION "$ALLOW_EMULATION"
 is_bool CACHE "$CACHE"
+is_bool PUSH "$PUSH"
+case "$TARGET" in
+-* | *[[:space:]]*) die "TARGET '$TARGET' is not a stage name: give the name after AS in the Dockerfile's FROM line, or leave it empty for the last stage" ;;
+esac
 case "$PUSH_RETRIES" in
 '' | *[!0-9]*) die "PUSH_RETRIES must be a whole number, not '$PUSH_RETRIES'" ;;
 esac
@@ -319,16 +340,62 @@ if [ "${DOCKERCONFIG_BOUND:-false}" = true ]; then
 	export REGISTRY_AUTH_FILE
 fi
 
-# BUILD_ARGS arrive as arguments; turn each into --build-arg.
+# BUILD_ARGS, then LABELS after their marker, arrive as arguments; each
+# becomes --build-arg or --label. A build arg must be KEY=VALUE, so no valid
+# one is taken for the marker.
 count=$#
+mode=build-args
 for arg in "$@"; do
-	case "$arg" in
-	[A-Za-z_]*=*) ;;
-	*) die "BUILD_ARGS entry '$arg' is not KEY=VALUE" ;;
+	case "$mode:$arg" in
+	*:--labels) mode=labels ;;
+	build-args:[A-Za-z_]*=*) set -- "$@" --build-arg "$arg" ;;
+	build-args:*) die "BUILD_ARGS entry '$arg' is not KEY=VALUE" ;;
+	labels:?*=*) set -- "$@" --label "$arg" ;;
+	labels:*) die "LABELS entry '$arg' is not KEY=VALUE with a non-empty KEY, e.g. com.example.team=payments" ;;
 	esac
-	set -- "$@" --build-arg "$arg"
 done
 shift "$count"
+
+# Trusted CAs: Go's TLS clients in buildah (pulls of FROM images, pushes,
+# the layer cache) add every file of SSL_CERT_DIR's directories to the
+# system's roots. That reaches every registry, including those only FROM
+# names, and every buildah command (manifest create has no --cert-dir),
+# and keeps the per-registry certs.d directories working: --cert-dir would
+# replace those. TLS verification stays on.
+if [ "${CA_BUNDLE_BOUND:-false}" = true ]; then
+	ca_dir=$tmp/ca-bundle
+	mkdir -p "$ca_dir"
+	ca_keys=
+	for f in "${CA_BUNDLE_PATH:?}"/*.crt "$CA_BUNDLE_PATH"/*.pem; do
+		[ -f "$f" ] || continue
+		grep -q -- '-----BEGIN CERTIFICATE-----' "$f" || die "workspace ca-bundle: ${f##*/} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+		cp "$f" "$ca_dir/${f##*/}"
+		ca_keys="$ca_keys ${f##*/}"
+	done
+	[ -n "$ca_keys" ] || die "workspace ca-bundle is bound but has no *.crt or *.pem key: put the registry's CA certificate (PEM) in a ConfigMap or Secret key such as ca.crt"
+	SSL_CERT_DIR=${SSL_CERT_DIR:-/etc/ssl/certs:/etc/pki/tls/certs}:$ca_dir
+	export SSL_CERT_DIR
+	echo "trusting the system's CAs and $(cat "$ca_dir"/* | grep -c -- '-----BEGIN CERTIFICATE-----') more from workspace ca-bundle:$ca_keys"
+fi
+
+# Build secrets: each key of the workspace is one, by path: buildah mounts
+# it for RUN --mount=type=secret,id=KEY only, never in a layer. Only names
+# are printed. A Secret volume's own entries start with "..".
+secrets=
+if [ "${BUILD_SECRETS_BOUND:-false}" = true ]; then
+	for f in "${BUILD_SECRETS_PATH:?}"/* "$BUILD_SECRETS_PATH"/.[!.]*; do
+		[ -e "$f" ] || [ -L "$f" ] || continue
+		key=${f##*/}
+		case "$key" in
+		*[!A-Za-z0-9_.-]*) die "workspace build-secrets: key '$key' cannot be a build secret id (buildah splits --secret on ',' and '='): use letters, digits, '_', '.', '-'" ;;
+		esac
+		[ -f "$f" ] || die "workspace build-secrets: '$key' is not a file: bind the workspace to a Secret, whose keys are files"
+		secrets="$secrets $key"
+		set -- "$@" --secret "id=$key,src=$f"
+	done
+	[ -n "$secrets" ] || die "workspace build-secrets is bound but has no key: bind it to a Secret with one key per build secret"
+	echo "build secrets (RUN --mount=type=secret,id=...):$secrets"
+fi
 
 # Enter the checkout through the link's target: with fs.protected_symlinks on,
 # following a link in a sticky world-writable directory fails even for root.
@@ -342,6 +409,20 @@ cd "$src" || die "cannot enter the checkout $src"
 if [ ! -f "$DOCKERFILE" ]; then
 	die "DOCKERFILE '$DOCKERFILE' does not exist in the repository at commit ${link_target##*/} (top level: $(find . -mindepth 1 -maxdepth 1 ! -name .git | sed 's|^\./||' | sort | tr '\n' ' '))"
 fi
+
+# Where the image came from, as OCI labels: the repository (without
+# credentials a URL may carry), the commit the clone step resolved (its
+# COMMIT result, which the manifest's same-commit check compares) and the
+# creation time. LABELS come after them, so a run can override one.
+commit=${link_target##*/}
+source_url=$(printf '%s' "$GIT_URL" | sed 's#^\([A-Za-z][A-Za-z0-9+.-]*://\)[^/@]*@#\1#')
+if [ -n "$SOURCE_DATE_EPOCH" ]; then
+	created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ) || die "cannot turn SOURCE_DATE_EPOCH '$SOURCE_DATE_EPOCH' into a date"
+else
+	created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+fi
+set -- --label "org.opencontainers.image.revision=$commit" --label "org.opencontainers.image.created=$created" "$@"
+[ -z "$source_url" ] || set -- --label "org.opencontainers.image.source=$source_url" "$@"
 
 # The layer cache must never fail the build. buildah (1.28 as 1.40) skips a
 # cache it cannot pull from, after retries (1.28: 3 x 2 s, or hanging as long
@@ -363,7 +444,12 @@ cache_probe() {
 	return "$rc"
 }
 cache_probe_timeout=30
-if [ -n "$cache_repo" ]; then
+cache_to=$cache_repo
+if [ -n "$cache_repo" ] && [ "$PUSH" = false ]; then
+	# Build-only: read the cache, write nothing to the registry.
+	echo "layer cache: $cache_repo, read only (PUSH=false: buildah bud --layers --cache-from)"
+	cache_to=
+elif [ -n "$cache_repo" ]; then
 	if cache_probe >"$tmp/probe.log" 2>&1; then
 		echo "layer cache: $cache_repo (buildah bud --layers --cache-from/--cache-to)"
 	else
@@ -374,21 +460,35 @@ if [ -n "$cache_repo" ]; then
 fi
 
 build() {
-	bah bud --platform "$PLATFORM" --tls-verify="$TLS_VERIFY" ${SOURCE_DATE_EPOCH:+--timestamp "$SOURCE_DATE_EPOCH"} --file "$DOCKERFILE" --tag "$push_ref" "$@"
+	bah bud --platform "$PLATFORM" --tls-verify="$TLS_VERIFY" ${SOURCE_DATE_EPOCH:+--timestamp "$SOURCE_DATE_EPOCH"} ${TARGET:+--target "$TARGET"} \
+		--file "$DOCKERFILE" --tag "$push_ref" "$@"
 }
-echo "building $push_ref for $PLATFORM on a linux/$node node (storage: $storage)"
+# bud_failed says why a build failed, from its log, and exits. buildah's
+# own word for an unknown target names neither the param nor the stages.
+bud_failed() {
+	if [ -n "$TARGET" ] && grep -Eiq 'target "[^"]*" was not found' "$tmp/bud.log"; then
+		stages=$(sed -n 's/^[[:space:]]*[Ff][Rr][Oo][Mm][[:space:]].*[[:space:]][Aa][Ss][[:space:]][[:space:]]*\([^[:space:]]*\).*/\1/p' "$DOCKERFILE" | tr '\n' ' ' | sed 's/ $//')
+		die "TARGET '$TARGET' is not a stage of $DOCKERFILE: its named stages are: ${stages:-(none: no FROM ... AS <name>)}"
+	fi
+	die "buildah bud failed for $PLATFORM (its output is above)"
+}
+# bud ARGS... builds, its output also in bud.log; bud.status has its exit code.
+bud() {
+	echo 0 >"$tmp/bud.status"
+	{ build "$@" 2>&1 || echo "$?" >"$tmp/bud.status"; } | tee "$tmp/bud.log"
+	[ "$(cat "$tmp/bud.status")" = 0 ]
+}
+echo "building $push_ref for $PLATFORM on a linux/$node node (storage: $storage)${TARGET:+, stage $TARGET}"
 if [ -z "$cache_repo" ]; then
-	build "$@" "$CONTEXT" || die "buildah bud failed for $PLATFORM (its output is above)"
+	bud "$@" "$CONTEXT" || bud_failed
 else
 	# The registry can still fail a cache push mid-build (buildah: "failed
 	# pushing cache to ..."). Then build again without the cache: --layers
 	# reuses every layer the first attempt committed to this pod's storage.
-	echo 0 >"$tmp/bud.status"
-	{ build --layers --cache-from "$cache_repo" --cache-to "$cache_repo" "$@" "$CONTEXT" 2>&1 || echo "$?" >"$tmp/bud.status"; } | tee "$tmp/bud.log"
-	if [ "$(cat "$tmp/bud.status")" != 0 ]; then
-		grep -Eiq '^error.*cache' "$tmp/bud.log" || die "buildah bud failed for $PLATFORM (its output is above)"
+	if ! bud --layers --cache-from "$cache_repo" ${cache_to:+--cache-to "$cache_to"} "$@" "$CONTEXT"; then
+		grep -Eiq '^error.*cache' "$tmp/bud.log" || bud_failed
 		echo "warning: the layer cache $cache_repo failed during the build (above): building again without it, from the layers this pod has"
-		build --layers "$@" "$CONTEXT" || die "buildah bud failed for $PLATFORM (its output is above)"
+		bud --layers "$@" "$CONTEXT" || bud_failed
 	fi
 fi
 
@@ -410,10 +510,22 @@ norm() {
 	die "built image is $(norm "$built"), not $PLATFORM: refusing to push an image of the wrong architecture"
 built=$(norm "$built")
 
+if [ "$PUSH" = false ]; then
+	# Build-only: the digest of the image's manifest in this pod's storage
+	# (its layers uncompressed, so a push would give another digest).
+	digest=$(bah images --digests --format '{{.Digest}}' "$push_ref" | head -n 1)
+	printf '%s' "$digest" | grep -Eq '^sha256:[0-9a-f]{64}$' || die "buildah gave no usable digest of the built image ('$digest')"
+	printf '%s' "$push_ref" >"$RESULT_IMAGE_URL"
+	printf '%s' "$digest" >"$RESULT_IMAGE_DIGEST"
+	printf '%s' "$repo@$digest" >"$RESULT_IMAGE_REF"
+	echo "built $repo@$digest ($built), not pushed (PUSH=false)"
+	exit 0
+fi
+
 digestfile=$tmp/digest
 echo "pushing $push_ref (up to $PUSH_RETRIES retries)"
 bah push --retry "$PUSH_RETRIES" --digestfile "$digestfile" --tls-verify="$TLS_VERIFY" "$push_ref" "docker://$push_ref" ||
-	die "pushing $push_ref failed after $PUSH_RETRIES retries: check that the registry is reachable from this node, TLS_VERIFY, and the credentials in the dockerconfig workspace"
+	die "pushing $push_ref failed after $PUSH_RETRIES retries: check that the registry is reachable from this node, TLS_VERIFY (and for a registry behind an internal CA, the ca-bundle workspace), and the credentials in the dockerconfig workspace"
 digest=$(cat "$digestfile")
 printf '%s' "$digest" | grep -Eq '^sha256:[0-9a-f]{64}$' || die "buildah wrote no usable digest ('$digest')"
 

@@ -11,7 +11,16 @@
 #                     from; all must be equal
 #   TLS_VERIFY        "true" or "false"
 #   PUSH_RETRIES      how many times to retry the push
+#   PUSH              "true" (the default) or "false": check the index's
+#                     inputs and push nothing (see below)
+#   GIT_URL           optional: the index's org.opencontainers.image.source
+#                     annotation, userinfo removed
+#   SOURCE_DATE_EPOCH optional seconds since the epoch: the index's
+#                     org.opencontainers.image.created (else now); its
+#                     .revision is the commit SOURCE_COMMITS agree on
 #   DOCKERCONFIG_BOUND, DOCKERCONFIG_PATH   registry credentials workspace
+#   CA_BUNDLE_BOUND, CA_BUNDLE_PATH   optional workspace of PEM certificates
+#                     (*.crt, *.pem) trusted for the registry besides the system's
 #   RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGES   result files
 #   CONTAINERS_ROOT, CONTAINERS_RUNROOT     optional buildah storage locations
 #   arguments         IMAGES: each architecture's image as repo@sha256:...,
@@ -19,7 +28,13 @@
 #                     "--commits" and the commits as words: the array forms of
 #                     PLATFORMS and SOURCE_COMMITS (a matrix's results are
 #                     arrays, which Tekton cannot pass as a string), used
-#                     when those are empty
+#                     when those are empty; then "--annotations" and
+#                     ANNOTATIONS, each KEY=VALUE, for the index
+#
+# With PUSH=false the per-architecture images exist only in their build
+# pods' storage, gone with those pods, so no index of them can be made here:
+# the step checks what it would be made of (one image pinned by digest per
+# platform, no platform and no digest twice, one commit) and pushes nothing.
 set -eu
 
 die() {
@@ -29,6 +44,12 @@ die() {
 
 TLS_VERIFY=${TLS_VERIFY:-true}
 PUSH_RETRIES=${PUSH_RETRIES:-3}
+PUSH=${PUSH:-true}
+GIT_URL=${GIT_URL:-}
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+: >"$work/annotations"
 PLATFORMS=${PLATFORMS:-}
 SOURCE_COMMITS=${SOURCE_COMMITS:-}
 
@@ -41,9 +62,12 @@ for a do
 	case $mode:$a in
 	*:--platforms) mode=platforms ;;
 	*:--commits) mode=commits ;;
+	*:--annotations) mode=annotations ;;
 	images:*) set -- "$@" "$a" ;;
 	platforms:*) list_platforms=${list_platforms:+$list_platforms,}$a ;;
 	commits:*) list_commits=${list_commits:+$list_commits }$a ;;
+	annotations:?*=*) printf '%s\n' "$a" >>"$work/annotations" ;;
+	annotations:*) die "ANNOTATIONS entry '$a' is not KEY=VALUE with a non-empty KEY, e.g. com.example.team=payments" ;;
 	esac
 done
 shift "$n"
@@ -56,6 +80,13 @@ true | false) ;;
 esac
 case "$PUSH_RETRIES" in
 '' | *[!0-9]*) die "PUSH_RETRIES must be a whole number, not '$PUSH_RETRIES'" ;;
+esac
+case "$PUSH" in
+true | false) ;;
+*) die "PUSH must be true or false, not '$PUSH'" ;;
+esac
+case "$SOURCE_DATE_EPOCH" in
+*[!0-9]*) die "SOURCE_DATE_EPOCH must be a whole number of seconds since 1970-01-01 UTC, not '$SOURCE_DATE_EPOCH'" ;;
 esac
 
 [ -n "${IMAGE:-}" ] || die "IMAGE is empty: set it to the multi-arch tag to push, e.g. registry.example.com/me/app:v1"
@@ -95,14 +126,31 @@ if [ "${DOCKERCONFIG_BOUND:-false}" = true ]; then
 	export REGISTRY_AUTH_FILE
 fi
 
+# Trusted CAs, as in the build step: added to the system's roots of buildah's
+# Go TLS clients through SSL_CERT_DIR, which reaches manifest create too
+# (it has no --cert-dir). TLS verification stays on.
+if [ "${CA_BUNDLE_BOUND:-false}" = true ]; then
+	ca_dir=$work/ca-bundle
+	mkdir -p "$ca_dir"
+	ca_keys=
+	for f in "${CA_BUNDLE_PATH:?}"/*.crt "$CA_BUNDLE_PATH"/*.pem; do
+		[ -f "$f" ] || continue
+		grep -q -- '-----BEGIN CERTIFICATE-----' "$f" || die "workspace ca-bundle: ${f##*/} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+		cp "$f" "$ca_dir/${f##*/}"
+		ca_keys="$ca_keys ${f##*/}"
+	done
+	[ -n "$ca_keys" ] || die "workspace ca-bundle is bound but has no *.crt or *.pem key: put the registry's CA certificate (PEM) in a ConfigMap or Secret key such as ca.crt"
+	SSL_CERT_DIR=${SSL_CERT_DIR:-/etc/ssl/certs:/etc/pki/tls/certs}:$ca_dir
+	export SSL_CERT_DIR
+	echo "trusting the system's CAs and more from workspace ca-bundle:$ca_keys"
+fi
+
 # Only manifests move here, no layers are mounted: vfs needs no /dev/fuse.
 bah() {
 	buildah ${CONTAINERS_ROOT:+--root "$CONTAINERS_ROOT"} ${CONTAINERS_RUNROOT:+--runroot "$CONTAINERS_RUNROOT"} \
 		--storage-driver vfs "$@"
 }
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 for ref in "$@"; do
 	printf '%s\n' "$ref" | grep -Eq '^[^@[:space:]-][^@[:space:]]*@sha256:[0-9a-f]{64}$' ||
 		die "IMAGES entry '$ref' is not an image pinned by digest (repo@sha256:...): pass the build tasks' IMAGE_REF results"
@@ -113,6 +161,43 @@ printf '%s\n' "$PLATFORMS" | tr ',' '\n' | sed '/^$/d' | sort >"$work/want-platf
 	die "PLATFORMS '$PLATFORMS' lists a platform twice"
 [ "$(wc -l <"$work/want-platforms")" -eq "$#" ] ||
 	die "PLATFORMS lists $(wc -l <"$work/want-platforms") platforms but IMAGES has $# images"
+dup=$(sort "$work/want-digests" | uniq -d | head -n 1)
+[ -z "$dup" ] || die "IMAGES holds $dup twice: each platform's build must give its own image"
+
+# The index's annotations: where it came from (as the build step's labels),
+# then ANNOTATIONS, which can override them.
+source_url=$(printf '%s' "$GIT_URL" | sed 's#^\([A-Za-z][A-Za-z0-9+.-]*://\)[^/@]*@#\1#')
+if [ -n "$SOURCE_DATE_EPOCH" ]; then
+	created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ) || die "cannot turn SOURCE_DATE_EPOCH '$SOURCE_DATE_EPOCH' into a date"
+else
+	created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+fi
+{
+	[ -z "$source_url" ] || printf 'org.opencontainers.image.source=%s\n' "$source_url"
+	# shellcheck disable=SC2086 # split on purpose: the first commit
+	[ -z "$SOURCE_COMMITS" ] || printf 'org.opencontainers.image.revision=%s\n' $SOURCE_COMMITS | head -n 1
+	printf 'org.opencontainers.image.created=%s\n' "$created"
+	cat "$work/annotations"
+} >"$work/index-annotations"
+
+if [ "$PUSH" = false ]; then
+	echo "build-only (PUSH=false): nothing pushed; the index would hold:"
+	printf '%s\n' "$PLATFORMS" | tr ',' '\n' | sed '/^$/d' >"$work/platforms-in-order"
+	i=0
+	for ref in "$@"; do
+		i=$((i + 1))
+		echo "  $(sed -n "${i}p" "$work/platforms-in-order") $ref"
+	done
+	echo "with the annotations:"
+	sed 's/^/  /' "$work/index-annotations"
+	printf '%s' "$IMAGE" >"$RESULT_IMAGE_URL"
+	printf '' >"$RESULT_IMAGE_DIGEST"
+	(
+		IFS=,
+		printf '%s' "$*"
+	) >"$RESULT_IMAGES"
+	exit 0
+fi
 
 # entries FILE prints "digest os/arch[/variant]" for each manifest of the
 # index (OCI or Docker list) that buildah printed to FILE. Plain sed keeps this
@@ -154,6 +239,15 @@ for ref in "$@"; do
 	bah manifest add --tls-verify="$TLS_VERIFY" "$list" "docker://$ref" >/dev/null ||
 		die "cannot add $ref to the index: the registry does not have it or refused to serve it (nothing was pushed)"
 done
+# buildah 1.28 (Debian 12's) has no manifest annotate --index; v1.40.1 has.
+if bah manifest annotate --help 2>/dev/null | grep -q -- '--index'; then
+	while IFS= read -r a; do
+		bah manifest annotate --index --annotation "$a" "$list" >/dev/null ||
+			die "cannot annotate the index with '${a%%=*}' (nothing was pushed)"
+	done <"$work/index-annotations"
+else
+	echo "warning: $(bah --version) cannot annotate an index (no manifest annotate --index): the index gets no annotations; the images keep their labels"
+fi
 bah manifest inspect "$list" >"$work/local.json"
 check "$work/local.json" "before push (nothing was pushed)"
 

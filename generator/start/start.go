@@ -28,6 +28,8 @@ type Options struct {
 	RegistrySecret string
 	// Pipeline is pipeline.Name (default) or pipeline.MatrixName.
 	Pipeline string
+	// Build are the build's own options (build.go).
+	Build BuildOptions
 }
 
 // Matrix is whether the run is of the Pipeline that takes its platforms at
@@ -144,10 +146,14 @@ func PipelineRun(cfg *config.Config, o Options) (*v1.PipelineRun, error) {
 	if err != nil {
 		return nil, err
 	}
+	pr := pipeline.PipelineRun(ro)
 	if o.Matrix() {
-		return pipeline.MatrixRun(ro), nil
+		pr = pipeline.MatrixRun(ro)
 	}
-	return pipeline.PipelineRun(ro), nil
+	if err := o.Build.apply(pr); err != nil {
+		return nil, err
+	}
+	return pr, nil
 }
 
 // Fallback is the run of the explicit Pipeline, pinned by taskRunSpecs,

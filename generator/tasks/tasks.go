@@ -4,7 +4,6 @@ package tasks
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -42,6 +41,8 @@ const (
 	WorkspaceOutput         = "output"
 	WorkspaceDockerConfig   = "dockerconfig"
 	WorkspaceGitCredentials = "git-credentials"
+	WorkspaceCABundle       = "ca-bundle"
+	WorkspaceBuildSecrets   = "build-secrets"
 )
 
 const (
@@ -224,6 +225,37 @@ func gitCredentialsWorkspace() v1.WorkspaceDeclaration {
 		"Credentials for a private repository: a kubernetes.io/basic-auth Secret (username, password) or a kubernetes.io/ssh-auth Secret (ssh-privatekey) with a known_hosts key.")
 }
 
+// CABundleWorkspace is the build and manifest Tasks' trusted-CA workspace.
+func CABundleWorkspace() v1.WorkspaceDeclaration {
+	return optionalWorkspace(WorkspaceCABundle,
+		"PEM certificates (every *.crt and *.pem key of a ConfigMap or Secret) trusted for the registry, besides the system's: "+
+			"pulls of FROM images, pushes and the layer cache, with TLS_VERIFY kept \"true\".")
+}
+
+// BuildSecretsWorkspace is the build Task's secrets workspace.
+func BuildSecretsWorkspace() v1.WorkspaceDeclaration {
+	return optionalWorkspace(WorkspaceBuildSecrets,
+		"A Secret whose every key is a build secret (buildah bud --secret id=KEY): a Dockerfile reads it with RUN --mount=type=secret,id=KEY, "+
+			"at /run/secrets/KEY during that step only. It ends up in no layer, result or log line. Keys: letters, digits, '_', '.', '-'.")
+}
+
+// ArrayParam declares an array param defaulting to []. The Pipelines
+// declare theirs with it too.
+func ArrayParam(name, description string) v1.ParamSpec {
+	return v1.ParamSpec{
+		Name: name, Type: v1.ParamTypeArray, Description: description,
+		Default: &v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{}},
+	}
+}
+
+// Param descriptions shared by the Tasks and the Pipelines.
+const (
+	TargetDescription      = "The Dockerfile stage to build (buildah bud --target): the name after AS in its FROM line. Empty: the last stage."
+	LabelsDescription      = "Labels added to each image, each KEY=VALUE, after the automatic org.opencontainers.image.source (GIT_URL, without credentials), .revision (the commit built) and .created (SOURCE_DATE_EPOCH, else the build's time), which they can override."
+	AnnotationsDescription = "Annotations on the index, each KEY=VALUE, after the automatic org.opencontainers.image.source, .revision and .created, which they can override."
+	PushDescription        = "\"false\": build-only: every architecture is built and checked, nothing is pushed (no image, no index, no layer cache write)."
+)
+
 func dockerConfigWorkspace() v1.WorkspaceDeclaration {
 	return optionalWorkspace(WorkspaceDockerConfig,
 		"Registry credentials: a kubernetes.io/dockerconfigjson Secret (.dockerconfigjson) or a config.json.")
@@ -248,179 +280,6 @@ func GitSync(cfg *config.Config) *v1.Task {
 			Steps:   []v1.Step{cloneStep(cfg, root, nil)},
 		},
 	}
-	return t
-}
-
-// Build is the per-architecture Task: clone and build in one pod, so the
-// checkout is an emptyDir on the very node that builds and no volume is
-// shared across nodes.
-func Build(cfg *config.Config) *v1.Task {
-	retries := strconv.Itoa(cfg.Build.PushRetries)
-	t := &v1.Task{
-		TypeMeta:   typeMeta("Task"),
-		ObjectMeta: meta(cfg, BuildName, "buildah build (one architecture)", "image-build, buildah, multi-arch, git-sync"),
-		Spec: v1.TaskSpec{
-			Description: "Clones a repository with git-sync and builds and pushes one architecture of an image with buildah, natively on the node it runs on.\n" +
-				"Run it on a node of the target architecture (kubernetes.io/arch nodeSelector): it refuses to build under emulation unless ALLOW_EMULATION is true.",
-			Params: append(append([]v1.ParamSpec{
-				StringParam("IMAGE", "Image to push, with a tag: registry.example.com/me/app:v1.", nil),
-				StringParam("TAG_SUFFIX", "Appended to IMAGE's tag, e.g. -arm64; IMAGE must then carry a tag.", ptr("")),
-				StringParam("PLATFORM_TAG_SUFFIX", "\"true\": TAG_SUFFIX is -ARCH[-VARIANT] of PLATFORM (-arm64, -arm-v7), for a matrix over PLATFORM, which cannot give each platform its own TAG_SUFFIX.", ptr("false")),
-				StringParam("PLATFORM", "Platform to build: linux/ARCH[/VARIANT], e.g. linux/arm64 or linux/arm/v7.", nil),
-				StringParam("ALLOW_EMULATION", "\"true\" lets the build run on a node of another architecture (under QEMU emulation).", ptr("false")),
-				StringParam("DOCKERFILE", "Path of the Dockerfile, relative to the repository root.", ptr("./Dockerfile")),
-				StringParam("CONTEXT", "Build context, relative to the repository root.", ptr(".")),
-				{
-					Name: "BUILD_ARGS", Type: v1.ParamTypeArray,
-					Description: "Build arguments, each KEY=VALUE.",
-					Default:     &v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{}},
-				},
-				StringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
-			}, gitParams("main")...),
-				StringParam("STORAGE", "How buildah stores layers: auto (the kernel's overlay where buildah can use it, else fuse-overlayfs where the container has /dev/fuse, else vfs; "+
-					"the log says which and why), overlay (the kernel's: Linux >= 5.11, buildah >= 1.35), fuse-overlayfs (needs /dev/fuse: "+
-					"only a catalog generated with build.storage: fuse-overlayfs asks for it) or vfs.", ptr(cfg.Build.Storage)),
-				// Tekton ignores params a Task does not declare: declared, an old
-				// run's STORAGE_DRIVER fails the step naming its replacement
-				// instead of silently building another way.
-				StringParam("STORAGE_DRIVER", "Removed: renamed STORAGE, and its overlay (through fuse-overlayfs) is now STORAGE=fuse-overlayfs. "+
-					"Any value fails the build, naming the STORAGE to pass instead.", ptr("")),
-				StringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(retries)),
-				StringParam("SOURCE_DATE_EPOCH", "Seconds since 1970-01-01 UTC, e.g. the commit's time (git log -1 --format=%ct): the image's creation time and every file's time in its layers "+
-					"(buildah bud --timestamp), so the same source builds the same digest, whatever the storage. Empty: the time of the build.", ptr("")),
-				StringParam("CACHE", "\"true\": build with a layer cache in the registry (buildah bud --layers --cache-from/--cache-to CACHE_REPO), so unchanged Dockerfile steps are not run again. "+
-					"A cache that cannot be reached or written is warned about and the build goes on without it.", ptr(strconv.FormatBool(cfg.Build.Cache))),
-				StringParam("CACHE_REPO", "Repository of the layer cache, without tag; TAG_SUFFIX is appended, so each architecture has its own. "+
-					"Empty: IMAGE's repository + -cache, e.g. registry.example.com/me/app-cache-arm64.", ptr("")),
-			),
-			Workspaces: []v1.WorkspaceDeclaration{dockerConfigWorkspace(), gitCredentialsWorkspace()},
-			Results: append([]v1.TaskResult{
-				result("IMAGE_URL", "The tag that was pushed."),
-				result("IMAGE_DIGEST", "Digest of the pushed image."),
-				result("IMAGE_REF", "The pushed image by digest: repository@sha256:..."),
-			}, gitResults()...),
-			Volumes: []corev1.Volume{
-				{Name: sourceVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMedium(cfg.Build.EmptyDirMedium)}}},
-				{Name: containersVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-			},
-			Steps: []v1.Step{
-				cloneStep(cfg, sourceRoot, []corev1.VolumeMount{{Name: sourceVolume, MountPath: sourceMount}}),
-				buildStep(cfg),
-			},
-		},
-	}
-	t.Labels[BuildTaskLabel] = BuildName
-	appArmorAnnotations(cfg, t, BuildStep)
-	return t
-}
-
-func buildStep(cfg *config.Config) v1.Step {
-	e := []corev1.EnvVar{
-		env("IMAGE", param("IMAGE")),
-		env("TAG_SUFFIX", param("TAG_SUFFIX")),
-		env("PLATFORM_TAG_SUFFIX", param("PLATFORM_TAG_SUFFIX")),
-		env("PLATFORM", param("PLATFORM")),
-		env("ALLOW_EMULATION", param("ALLOW_EMULATION")),
-		env("DOCKERFILE", param("DOCKERFILE")),
-		env("CONTEXT", param("CONTEXT")),
-		env("TLS_VERIFY", param("TLS_VERIFY")),
-		env("STORAGE", param("STORAGE")),
-		env("STORAGE_DRIVER", param("STORAGE_DRIVER")),
-		env("PUSH_RETRIES", param("PUSH_RETRIES")),
-		env("SOURCE_DATE_EPOCH", param("SOURCE_DATE_EPOCH")),
-		env("CACHE", param("CACHE")),
-		env("CACHE_REPO", param("CACHE_REPO")),
-		env("SOURCE_ROOT", sourceRoot),
-		env("SOURCE_LINK", SourceLink),
-		env("RESULT_IMAGE_URL", resultPath("IMAGE_URL")),
-		env("RESULT_IMAGE_DIGEST", resultPath("IMAGE_DIGEST")),
-		env("RESULT_IMAGE_REF", resultPath("IMAGE_REF")),
-		// chroot isolation: RUN steps need no nested container runtime.
-		env("BUILDAH_ISOLATION", "chroot"),
-	}
-	e = append(e, workspaceEnv("DOCKERCONFIG", WorkspaceDockerConfig)...)
-	s := v1.Step{
-		Name:  BuildStep,
-		Image: cfg.Images.Buildah,
-		Args:  []string{"$(params.BUILD_ARGS[*])"},
-		Env:   e,
-		VolumeMounts: []corev1.VolumeMount{
-			{Name: sourceVolume, MountPath: sourceMount},
-			{Name: containersVolume, MountPath: containersMount},
-		},
-		SecurityContext: buildahSecurity(cfg),
-		Script:          scripts.Build,
-	}
-	// Only fuse-overlayfs needs /dev/fuse. The limit is also what keeps
-	// such a build off nodes without the fuse device plugin: the scheduler
-	// places it only where the resource is allocatable. auto asks for none
-	// and uses no fuse in a pod (overlay, else vfs), so it runs anywhere.
-	if cfg.Build.NeedsFuse() {
-		s.ComputeResources = corev1.ResourceRequirements{
-			Limits: corev1.ResourceList{corev1.ResourceName(cfg.Build.FuseResource): mustQuantity("1")},
-		}
-	}
-	return s
-}
-
-// Manifest is the fan-in Task: one index from the per-architecture images.
-func Manifest(cfg *config.Config) *v1.Task {
-	t := &v1.Task{
-		TypeMeta:   typeMeta("Task"),
-		ObjectMeta: meta(cfg, ManifestName, "buildah multi-arch manifest", "image-build, buildah, multi-arch, manifest"),
-		Spec: v1.TaskSpec{
-			Description: "Assembles per-architecture images, by digest, into one multi-arch image index, pushes it with buildah manifest push --all, " +
-				"then reads the pushed index back and fails unless it holds exactly the expected platforms and digests.",
-			Params: []v1.ParamSpec{
-				StringParam("IMAGE", "Tag to push the index to: registry.example.com/me/app:v1.", nil),
-				{Name: "IMAGES", Type: v1.ParamTypeArray, Description: "Each architecture's image by digest (repository@sha256:...), e.g. the build tasks' IMAGE_REF results."},
-				StringParam("PLATFORMS", "The platforms the index must hold, comma-separated: linux/amd64,linux/arm64. Empty: PLATFORM_LIST.", ptr("")),
-				StringParam("SOURCE_COMMITS", "Space-separated commits the images were built from; the task fails unless all are equal. Empty: SOURCE_COMMIT_LIST; both empty: not checked.", ptr("")),
-				{
-					Name: "PLATFORM_LIST", Type: v1.ParamTypeArray,
-					Description: "PLATFORMS as an array, for a matrix's platforms (Tekton cannot pass an array as a string); used when PLATFORMS is empty.",
-					Default:     &v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{}},
-				},
-				{
-					Name: "SOURCE_COMMIT_LIST", Type: v1.ParamTypeArray,
-					Description: "SOURCE_COMMITS as an array, e.g. a matrixed build's COMMIT results; used when SOURCE_COMMITS is empty.",
-					Default:     &v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{}},
-				},
-				StringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
-				StringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(strconv.Itoa(cfg.Build.PushRetries))),
-			},
-			Workspaces: []v1.WorkspaceDeclaration{dockerConfigWorkspace()},
-			Results: []v1.TaskResult{
-				result("IMAGE_URL", "The tag the index was pushed to."),
-				result("IMAGE_DIGEST", "Digest of the pushed index."),
-				result("IMAGES", "The index and each architecture's image, by digest, comma-separated."),
-			},
-			Volumes: []corev1.Volume{
-				{Name: containersVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-			},
-			Steps: []v1.Step{{
-				Name:  ManifestStep,
-				Image: cfg.Images.Buildah,
-				// The array forms after markers: the script splits them off.
-				Args: []string{"$(params.IMAGES[*])", "--platforms", "$(params.PLATFORM_LIST[*])", "--commits", "$(params.SOURCE_COMMIT_LIST[*])"},
-				Env: append([]corev1.EnvVar{
-					env("IMAGE", param("IMAGE")),
-					env("PLATFORMS", param("PLATFORMS")),
-					env("SOURCE_COMMITS", param("SOURCE_COMMITS")),
-					env("TLS_VERIFY", param("TLS_VERIFY")),
-					env("PUSH_RETRIES", param("PUSH_RETRIES")),
-					env("RESULT_IMAGE_URL", resultPath("IMAGE_URL")),
-					env("RESULT_IMAGE_DIGEST", resultPath("IMAGE_DIGEST")),
-					env("RESULT_IMAGES", resultPath("IMAGES")),
-					env("BUILDAH_ISOLATION", "chroot"),
-				}, workspaceEnv("DOCKERCONFIG", WorkspaceDockerConfig)...),
-				VolumeMounts:    []corev1.VolumeMount{{Name: containersVolume, MountPath: containersMount}},
-				SecurityContext: buildahSecurity(cfg),
-				Script:          scripts.Manifest,
-			}},
-		},
-	}
-	appArmorAnnotations(cfg, t, ManifestStep)
 	return t
 }
 

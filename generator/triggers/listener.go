@@ -21,7 +21,7 @@ func eventListener(cfg *config.Config) *triggersv1.EventListener {
 		Spec: triggersv1.EventListenerSpec{
 			ServiceAccountName: t.ServiceAccount,
 			Triggers: []triggersv1.EventListenerTrigger{{
-				Name: t.Provider + "-push",
+				Name: PushTrigger(cfg),
 				// In this order, the filter and the overlay read only
 				// deliveries the webhook secret vouches for.
 				Interceptors: []*triggersv1.EventInterceptor{providerInterceptor(cfg), celInterceptor(cfg), tagInterceptor()},
@@ -31,6 +31,9 @@ func eventListener(cfg *config.Config) *triggersv1.EventListener {
 		},
 	}
 }
+
+// PushTrigger is the EventListener trigger's name for pushes.
+func PushTrigger(cfg *config.Config) string { return cfg.Triggers.Provider + "-push" }
 
 func binding(cfg *config.Config) *triggersv1.TriggerBinding {
 	return &triggersv1.TriggerBinding{

@@ -1,6 +1,7 @@
 // Package triggers builds the Tekton Triggers objects that start a
-// multi-arch build on every git push: EventListener, TriggerBinding,
-// TriggerTemplate, and the identity the listener runs as.
+// multi-arch build on every git push, and a build-only one for every pull
+// request: EventListener, TriggerBindings, TriggerTemplates, and the
+// identity the listener runs as.
 package triggers
 
 import (
@@ -28,14 +29,17 @@ const (
 
 // Objects are the Triggers objects and the listener's identity.
 type Objects struct {
-	EventListener  *triggersv1.EventListener
-	Binding        *triggersv1.TriggerBinding
-	Template       *triggersv1.TriggerTemplate
-	ServiceAccount *corev1.ServiceAccount
-	RoleBinding    *rbacv1.RoleBinding
-	ClusterBinding *rbacv1.ClusterRoleBinding
-	Ingress        *networkingv1.Ingress // nil without triggers.ingressHost
-	WebhookSecret  *corev1.Secret        // a shape to fill in, never applied as is
+	EventListener *triggersv1.EventListener
+	Binding       *triggersv1.TriggerBinding
+	Template      *triggersv1.TriggerTemplate
+	// The pull-request trigger's; nil without triggers.pullRequests.enabled.
+	PullRequestBinding  *triggersv1.TriggerBinding
+	PullRequestTemplate *triggersv1.TriggerTemplate
+	ServiceAccount      *corev1.ServiceAccount
+	RoleBinding         *rbacv1.RoleBinding
+	ClusterBinding      *rbacv1.ClusterRoleBinding
+	Ingress             *networkingv1.Ingress // nil without triggers.ingressHost
+	WebhookSecret       *corev1.Secret        // a shape to fill in, never applied as is
 }
 
 // New builds every Triggers object for cfg.
@@ -44,7 +48,7 @@ func New(cfg *config.Config) (Objects, error) {
 	if err != nil {
 		return Objects{}, err
 	}
-	return Objects{
+	o := Objects{
 		EventListener:  eventListener(cfg),
 		Binding:        binding(cfg),
 		Template:       tt,
@@ -53,7 +57,15 @@ func New(cfg *config.Config) (Objects, error) {
 		ClusterBinding: clusterRoleBinding(cfg),
 		Ingress:        ingress(cfg),
 		WebhookSecret:  webhookSecret(cfg),
-	}, nil
+	}
+	if cfg.Triggers.PullRequests.Enabled {
+		if o.PullRequestTemplate, err = pullRequestTemplate(cfg); err != nil {
+			return Objects{}, err
+		}
+		o.PullRequestBinding = pullRequestBinding(cfg)
+		o.EventListener.Spec.Triggers = append(o.EventListener.Spec.Triggers, pullRequestTrigger(cfg))
+	}
+	return o, nil
 }
 
 func labels() map[string]string {

@@ -89,11 +89,38 @@ func payload(t *testing.T, name string, edits map[string]any) []byte {
 	return out
 }
 
-// deliver runs an event through the EventListener's interceptors, with the
-// Triggers module's own interceptor code, then through its binding and
-// template with the module's own resolution code. It returns the
-// PipelineRun the listener would create, or nil and the reason it stopped.
+// deliver runs an event through the push trigger (see deliverTo).
 func deliver(t *testing.T, cfg *config.Config, o triggers.Objects, e event) (*v1.PipelineRun, string) {
+	return deliverTo(t, cfg, o, e, triggers.PushTrigger(cfg))
+}
+
+// deliverTo runs an event through every trigger of the EventListener, as
+// the sink does, with the Triggers module's own interceptor code, then
+// through the bindings and templates with the module's own resolution
+// code. It returns what the named trigger did: the PipelineRun it would
+// create, or nil and the reason it stopped. Any other trigger that lets the
+// event through fails the test: one event, at most one run.
+func deliverTo(t *testing.T, cfg *config.Config, o triggers.Objects, e event, name string) (*v1.PipelineRun, string) {
+	t.Helper()
+	var pr *v1.PipelineRun
+	reason, found := "", false
+	for _, trig := range o.EventListener.Spec.Triggers {
+		run, why := deliverOne(t, cfg, o, trig, e)
+		if trig.Name == name {
+			pr, reason, found = run, why, true
+			continue
+		}
+		if run != nil {
+			t.Fatalf("trigger %s also let the event through", trig.Name)
+		}
+	}
+	if !found {
+		t.Fatalf("no trigger %q", name)
+	}
+	return pr, reason
+}
+
+func deliverOne(t *testing.T, cfg *config.Config, o triggers.Objects, trig triggersv1.EventListenerTrigger, e event) (*v1.PipelineRun, string) {
 	t.Helper()
 	kube := fake.NewSimpleClientset(&corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: cfg.Triggers.WebhookSecret, Namespace: cfg.Example.Namespace},
@@ -105,10 +132,6 @@ func deliver(t *testing.T, cfg *config.Config, o triggers.Objects, e event) (*v1
 		"gitlab": gitlab.NewInterceptor(sg),
 		"cel":    cel.NewInterceptor(sg),
 	}
-	if len(o.EventListener.Spec.Triggers) != 1 {
-		t.Fatalf("want one trigger, have %d", len(o.EventListener.Spec.Triggers))
-	}
-	trig := o.EventListener.Spec.Triggers[0]
 	extensions := map[string]any{}
 	for _, ic := range trig.Interceptors {
 		params := map[string]any{}
@@ -142,22 +165,28 @@ func deliver(t *testing.T, cfg *config.Config, o triggers.Objects, e event) (*v1
 		}
 	}
 
+	bindings := map[string]*triggersv1.TriggerBinding{o.Binding.Name: o.Binding}
+	templates := map[string]*triggersv1.TriggerTemplate{o.Template.Name: o.Template}
+	if o.PullRequestBinding != nil {
+		bindings[o.PullRequestBinding.Name] = o.PullRequestBinding
+		templates[o.PullRequestTemplate.Name] = o.PullRequestTemplate
+	}
 	rt, err := template.ResolveTrigger(triggersv1.Trigger{Spec: triggersv1.TriggerSpec{Bindings: trig.Bindings, Template: *trig.Template}},
 		func(name string) (*triggersv1.TriggerBinding, error) {
-			if name != o.Binding.Name {
-				t.Fatalf("binding %q is not the generated one", name)
+			if bindings[name] == nil {
+				t.Fatalf("binding %q is not a generated one", name)
 			}
-			return o.Binding, nil
+			return bindings[name], nil
 		},
 		func(string) (*triggersv1.ClusterTriggerBinding, error) {
 			t.Fatal("no ClusterTriggerBinding expected")
 			return nil, nil
 		},
 		func(name string) (*triggersv1.TriggerTemplate, error) {
-			if name != o.Template.Name {
-				t.Fatalf("template %q is not the generated one", name)
+			if templates[name] == nil {
+				t.Fatalf("template %q is not a generated one", name)
 			}
-			return o.Template, nil
+			return templates[name], nil
 		})
 	if err != nil {
 		t.Fatal(err)

@@ -142,6 +142,8 @@ func (s *stack) startCommand(t *testing.T, c catalog) {
 		t.Logf("$ tekton-multiarch start --namespace no-catalog ...\n%s", out)
 	})
 
+	t.Run("build-options", func(t *testing.T) { s.startBuildOptions(t, c, cli) })
+
 	t.Run("follow-success", func(t *testing.T) {
 		r := cli.run(t, append(common, "--follow", "--timeout", "2m")...)
 		pr := r.created(t, s, c)

@@ -108,6 +108,10 @@ type Runner struct {
 	// Container, when set, runs the buildah steps in real containers (the
 	// clone step stays a process: its image is git-sync's).
 	Container *StepContainer
+	// StepBin puts a directory before PATH in the steps it names: another
+	// buildah than the host's for one step (the image's v1.40.1 for the
+	// manifest, whose index annotations the host's 1.28 cannot write).
+	StepBin map[string]string
 }
 
 // TaskRunRequest is what a TaskRun object would say.
@@ -376,7 +380,11 @@ func (r *Runner) runStep(ctx context.Context, out *TaskRun, dir string, i int, s
 	}
 
 	// A pod's containers start from an image's environment, not the test's.
-	env := []string{"PATH=" + stepPath, "HOME=" + filepath.Join(dir, "home"), "TMPDIR=" + filepath.Join(stepDir, "tmp")}
+	path := stepPath
+	if bin := r.StepBin[step.Name]; bin != "" {
+		path = bin + ":" + path
+	}
+	env := []string{"PATH=" + path, "HOME=" + filepath.Join(dir, "home"), "TMPDIR=" + filepath.Join(stepDir, "tmp")}
 	if strings.Contains(step.Image, "/git-sync/git-sync:") {
 		// The git-sync image's /git-sync, through the variable the script reads.
 		link := filepath.Join(dir, "bin", GitSyncName)

@@ -214,19 +214,38 @@ func (d *daemon) logTail() string {
 }
 
 // Registry is Debian's docker-registry (distribution) serving plain HTTP on
-// 127.0.0.1 with its data in a temporary directory.
+// 127.0.0.1 with its data in a temporary directory, or HTTPS (StartTLSRegistry).
 type Registry struct {
-	Addr string
-	d    *daemon
+	Addr   string
+	d      *daemon
+	base   string // http://addr or https://addr
+	client *http.Client
 }
 
 // StartRegistry starts a registry and waits until it answers.
 func StartRegistry(tb testing.TB, dir string) *Registry {
+	return startRegistry(tb, dir, nil)
+}
+
+// registryTLS is what an HTTPS registry serves with, and the client that
+// trusts it.
+type registryTLS struct {
+	certFile, keyFile string
+	client            *http.Client
+}
+
+func startRegistry(tb testing.TB, dir string, tls *registryTLS) *Registry {
 	tb.Helper()
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	r := &Registry{Addr: "127.0.0.1:" + strconv.Itoa(FreePort(tb))}
+	r := &Registry{Addr: "127.0.0.1:" + strconv.Itoa(FreePort(tb)), client: http.DefaultClient}
+	r.base = "http://" + r.Addr
+	tlsCfg := ""
+	if tls != nil {
+		r.base, r.client = "https://"+r.Addr, tls.client
+		tlsCfg = fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", tls.certFile, tls.keyFile)
+	}
 	cfg := fmt.Sprintf(`version: 0.1
 log:
   level: warn
@@ -239,7 +258,7 @@ storage:
     enabled: true
 http:
   addr: %s
-`, filepath.Join(dir, "data"), r.Addr)
+%s`, filepath.Join(dir, "data"), r.Addr, tlsCfg)
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		tb.Fatal(err)
@@ -247,7 +266,7 @@ http:
 	r.d = startDaemon(tb, "docker-registry", filepath.Join(dir, "registry.log"), "docker-registry", "serve", cfgFile)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get("http://" + r.Addr + "/v2/")
+		resp, err := r.client.Get(r.base + "/v2/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -263,7 +282,7 @@ http:
 
 // Tags lists a repository's tags; a repository that does not exist has none.
 func (r *Registry) Tags(repo string) ([]string, error) {
-	resp, err := http.Get("http://" + r.Addr + "/v2/" + repo + "/tags/list")
+	resp, err := r.client.Get(r.base + "/v2/" + repo + "/tags/list")
 	if err != nil {
 		return nil, err
 	}
