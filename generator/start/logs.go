@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -170,6 +171,12 @@ func (s *streams) follow(l *trLogs) {
 			}
 		}
 		if err := s.stream(pod, step, prefix); err != nil {
+			// The API server's URL of the kubelet says nothing a user
+			// can act on; what failed does.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
 			if s.ctx.Err() == nil {
 				// A node that serves no logs (kwok's), or an identity
 				// that may not read them: the status lines go on.
