@@ -533,7 +533,10 @@ func (s *stack) triggeredMatrix(t *testing.T, c catalog, payload []byte, commit,
 		if trs[i].Labels["tekton.dev/pipelineTask"] != "build" {
 			continue
 		}
-		pod := r.waitPod(t, &trs[i])
+		pod, err := s.kube.CoreV1().Pods(c.ns()).Get(context.Background(), trs[i].Status.PodName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got, suffix := envOf(pod, "step-build", "IMAGE"), envOf(pod, "step-build", "PLATFORM_TAG_SUFFIX"); got != image || suffix != "true" {
 			t.Errorf("%s: IMAGE %q PLATFORM_TAG_SUFFIX %q, want %q and true (pushed to <tag>-ARCH)", pod.Name, got, suffix, image)
 		}
