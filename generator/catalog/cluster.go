@@ -86,10 +86,11 @@ func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 	if id.ServiceAccount != nil {
 		identity = append(identity, id.ServiceAccount)
 	}
-	identity = append(identity, id.StarterRole)
+	identity = append(identity, id.StarterRole, id.PolicyReader)
 	if err := multi("examples/cluster/build-identity.yaml",
 		"# Where builds run: kubectl apply -f examples/cluster/build-identity.yaml\n"+
-			"# Let someone start builds: kubectl -n "+cfg.Example.Namespace+" create rolebinding alice-starts-builds --role="+cluster.StarterRole+" --user=alice\n",
+			"# Let someone start builds: kubectl -n "+cfg.Example.Namespace+" create rolebinding alice-starts-builds --role="+cluster.StarterRole+" --user=alice\n"+
+			"# and see the arch-pinning policy: kubectl create clusterrolebinding alice-sees-arch-policy --clusterrole="+cluster.PolicyReaderRole+" --user=alice\n",
 		identity...); err != nil {
 		return err
 	}

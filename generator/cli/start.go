@@ -110,7 +110,7 @@ func newStart(stdout, stderr io.Writer) *cobra.Command {
 			}
 			fctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			out, err := start.Follow(fctx, c, ns, name, stdout)
+			out, err := start.Follow(fctx, clients, ns, name, stdout)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				fmt.Fprintf(stderr, "stopped following; %s goes on. Cancel it with: tkn pipelinerun cancel %s -n %s\n", name, name, ns)

@@ -27,9 +27,12 @@ import (
 
 // Names of the generated objects.
 const (
-	FusePluginName     = "fuse-device-plugin"
-	LoaderName         = "node-profile-loader"
-	StarterRole        = "multiarch-build-starter"
+	FusePluginName = "fuse-device-plugin"
+	LoaderName     = "node-profile-loader"
+	StarterRole    = "multiarch-build-starter"
+	// PolicyReaderRole lets a starter see the arch-pinning policy, which
+	// is cluster-scoped: no namespace's Role can grant that.
+	PolicyReaderRole   = "multiarch-build-arch-policy-reader"
 	partOf             = "tekton-multiarch"
 	kubeletPluginsPath = "/var/lib/kubelet/device-plugins"
 )
@@ -240,6 +243,10 @@ type Identity struct {
 	Namespace      *corev1.Namespace // nil for "default", which is not ours to label
 	ServiceAccount *corev1.ServiceAccount
 	StarterRole    *rbacv1.Role
+	// PolicyReader lets whoever starts builds read the arch-pinning
+	// policy and its binding, by name and nothing else: start checks
+	// that they are there before it runs the matrix Pipeline.
+	PolicyReader   *rbacv1.ClusterRole
 	RegistrySecret *corev1.Secret // a shape to fill in, never applied as is
 }
 
@@ -275,6 +282,16 @@ func NewIdentity(cfg *config.Config) Identity {
 			{APIGroups: []string{"tekton.dev"}, Resources: []string{"pipelines", "tasks", "taskruns"}, Verbs: []string{"get", "list", "watch"}},
 			{APIGroups: []string{""}, Resources: []string{"pods", "pods/log"}, Verbs: []string{"get", "list", "watch"}},
 		},
+	}
+	id.PolicyReader = &rbacv1.ClusterRole{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},
+		ObjectMeta: metav1.ObjectMeta{Name: PolicyReaderRole, Labels: map[string]string{"app.kubernetes.io/part-of": partOf}},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups:     []string{"admissionregistration.k8s.io"},
+			Resources:     []string{"mutatingadmissionpolicies", "mutatingadmissionpolicybindings"},
+			ResourceNames: []string{ArchPolicyName},
+			Verbs:         []string{"get"},
+		}},
 	}
 	if cfg.Example.RegistrySecret != "" {
 		id.RegistrySecret = &corev1.Secret{

@@ -59,6 +59,8 @@ func DecodeKubernetes(source string, data []byte) ([]KubeObject, error) {
 			obj = &appsv1.DaemonSet{}
 		case "rbac.authorization.k8s.io/v1 Role":
 			obj = &rbacv1.Role{}
+		case "rbac.authorization.k8s.io/v1 ClusterRole":
+			obj = &rbacv1.ClusterRole{}
 		case "rbac.authorization.k8s.io/v1 RoleBinding":
 			obj = &rbacv1.RoleBinding{}
 		case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
@@ -125,6 +127,18 @@ func CheckKubernetes(objs []KubeObject) error {
 			for i, r := range t.Rules {
 				if len(r.Verbs) == 0 || len(r.Resources) == 0 {
 					errs = append(errs, field.Required(field.NewPath("rules").Index(i), "verbs and resources"))
+				}
+			}
+		case *rbacv1.ClusterRole:
+			errs = append(errs, meta(&t.ObjectMeta, false, apivalidation.NameIsDNSSubdomain)...)
+			for i, r := range t.Rules {
+				if len(r.Verbs) == 0 || len(r.Resources) == 0 {
+					errs = append(errs, field.Required(field.NewPath("rules").Index(i), "verbs and resources"))
+				}
+				// A cluster-wide grant is only for reading the objects it
+				// names: anything broader is a Role's job.
+				if len(r.ResourceNames) == 0 || !slices.Equal(r.Verbs, []string{"get"}) {
+					errs = append(errs, field.Invalid(field.NewPath("rules").Index(i), r.Verbs, "a generated ClusterRole may only get objects by name"))
 				}
 			}
 		case *rbacv1.RoleBinding:

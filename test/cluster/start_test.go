@@ -271,6 +271,70 @@ func (s *stack) startCommand(t *testing.T, c catalog) {
 		}
 	})
 
+	// Whoever starts builds with only the generated starter Role cannot read
+	// the cluster-scoped policy: start says so, names the ClusterRole that
+	// lets it, and runs the explicit Pipeline, which is pinned without the
+	// policy. With the ClusterRole bound, as the README says, the matrix runs.
+	t.Run("starter-rbac", func(t *testing.T) {
+		const sa = "build-starter"
+		for _, args := range [][]string{
+			{"-n", c.ns(), "create", "serviceaccount", sa},
+			{"-n", c.ns(), "create", "rolebinding", sa + "-starts-builds", "--role=multiarch-build-starter", "--serviceaccount=" + c.ns() + ":" + sa},
+		} {
+			if out, err := s.kubectl(t, c.dir, args...); err != nil {
+				t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+		kubeconfig := s.serviceAccountKubeconfig(t, c.ns(), sa)
+		matrix := append(common, "--kubeconfig="+kubeconfig, "--pipeline", "multiarch-build-matrix", "--follow", "--timeout", "2m")
+
+		t.Run("forbidden-falls-back", func(t *testing.T) {
+			r := cli.run(t, matrix...)
+			pr := r.created(t, s, c)
+			got, err := pr.get(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Spec.PipelineRef.Name != "multiarch-build" || len(got.Spec.TaskRunSpecs) != len(archs(c)) {
+				t.Errorf("run of %s with %d taskRunSpecs, want multiarch-build with one per architecture", got.Spec.PipelineRef.Name, len(got.Spec.TaskRunSpecs))
+			}
+			s.driveToSuccess(t, pr)
+			code := r.wait(t, 30*time.Second)
+			out := r.out.String()
+			t.Logf("$ tekton-multiarch start --pipeline multiarch-build-matrix --follow ... (as %s, starter Role only)\n%s", sa, out)
+			want := "cannot read the arch-pinning MutatingAdmissionPolicy multiarch-build-arch (forbidden: bind the ClusterRole multiarch-build-arch-policy-reader of examples/cluster/build-identity.yaml to whoever starts builds): multiarch-build-matrix cannot pin its builds; running multiarch-build with a taskRunSpec per architecture instead"
+			if code != 0 || !strings.Contains(out, want) {
+				t.Errorf("exit %d; want exit 0 and %q", code, want)
+			}
+			if !strings.Contains(out, "succeeded: ") {
+				t.Errorf("start --follow as the starter did not follow the run to its end")
+			}
+		})
+		t.Run("policy-reader-runs-the-matrix", func(t *testing.T) {
+			args := []string{"create", "clusterrolebinding", sa + "-sees-arch-policy", "--clusterrole=multiarch-build-arch-policy-reader", "--serviceaccount=" + c.ns() + ":" + sa}
+			if out, err := s.kubectl(t, c.dir, args...); err != nil {
+				t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			t.Cleanup(func() { s.kubectl(t, c.dir, "delete", "clusterrolebinding", sa+"-sees-arch-policy") })
+			r := cli.run(t, append(matrix, "--arch", "arm64")...)
+			pr := r.created(t, s, c)
+			got, err := pr.get(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Spec.PipelineRef.Name != "multiarch-build-matrix" || len(got.Spec.TaskRunSpecs) != 0 {
+				t.Errorf("run of %s with %d taskRunSpecs, want multiarch-build-matrix without", got.Spec.PipelineRef.Name, len(got.Spec.TaskRunSpecs))
+			}
+			s.driveMatrix(t, pr, "linux/arm64")
+			code := r.wait(t, 30*time.Second)
+			out := r.out.String()
+			t.Logf("$ tekton-multiarch start --pipeline multiarch-build-matrix --arch arm64 --follow ... (as %s, with the policy reader)\n%s", sa, out)
+			if code != 0 || strings.Contains(out, "cannot read the arch-pinning") {
+				t.Errorf("exit %d, or start could not read the policy with %s bound", code, "multiarch-build-arch-policy-reader")
+			}
+		})
+	})
+
 	// A build no node can take: start --follow says why it waits, with the
 	// scheduler's reason, instead of waiting silently.
 	t.Run("follow-pending", func(t *testing.T) {

@@ -190,6 +190,7 @@ func (s *stack) triggers(t *testing.T, c catalog) {
 	// README's rule), and the run builds that tag.
 	t.Run("tag-with-slash", func(t *testing.T) { signedPush(t, "refs/tags/release/1.0", "release-1.0") })
 	t.Run("semver-build-metadata", func(t *testing.T) { signedPush(t, "refs/tags/v1.0.0+build.5", "v1.0.0_build.5") })
+	t.Run("matrix-pipeline", func(t *testing.T) { s.triggeredMatrix(t, c, payload, push.After, push.Repository.CloneURL, sign) })
 
 	// A wrong branch, still correctly signed: the cel filter drops it.
 	other := strings.Replace(string(payload), `"ref": "`+push.Ref+`"`, `"ref": "refs/heads/feature"`, 1)
@@ -414,22 +415,7 @@ spec:
 // create the PipelineRun.
 func (s *stack) startSink(t testing.TB, c catalog) {
 	t.Helper()
-	ctx := context.Background()
-	tok, err := s.kube.CoreV1().ServiceAccounts(c.ns()).CreateToken(ctx, elSA, &authv1.TokenRequest{
-		Spec: authv1.TokenRequestSpec{ExpirationSeconds: func(i int64) *int64 { return &i }(3600)},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("token for ServiceAccount %s: %v", elSA, err)
-	}
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["cluster-test"] = &clientcmdapi.Cluster{Server: apiServer, CertificateAuthorityData: s.pki.caPEM}
-	kc.AuthInfos[elSA] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
-	kc.Contexts["cluster-test"] = &clientcmdapi.Context{Cluster: "cluster-test", AuthInfo: elSA}
-	kc.CurrentContext = "cluster-test"
-	kubeconfig := filepath.Join(s.pki.dir, "kubeconfig-"+elSA)
-	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := s.serviceAccountKubeconfig(t, c.ns(), elSA)
 	sink := s.start(t, "triggers-eventlistenersink", []string{
 		"SYSTEM_NAMESPACE=" + c.ns(),
 		"NAMESPACE=" + c.ns(),
@@ -462,4 +448,109 @@ func (s *stack) startSink(t testing.TB, c catalog) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, fmt.Errorf("/live: %s", resp.Status)
 	})
+}
+
+// serviceAccountKubeconfig is a kubeconfig file that talks to the API
+// server as ServiceAccount sa of ns, with an hour's token.
+func (s *stack) serviceAccountKubeconfig(t testing.TB, ns, sa string) string {
+	t.Helper()
+	tok, err := s.kube.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), sa, &authv1.TokenRequest{
+		Spec: authv1.TokenRequestSpec{ExpirationSeconds: func(i int64) *int64 { return &i }(3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for ServiceAccount %s: %v", sa, err)
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["cluster-test"] = &clientcmdapi.Cluster{Server: apiServer, CertificateAuthorityData: s.pki.caPEM}
+	kc.AuthInfos[sa] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
+	kc.Contexts["cluster-test"] = &clientcmdapi.Context{Cluster: "cluster-test", AuthInfo: sa}
+	kc.CurrentContext = "cluster-test"
+	kubeconfig := filepath.Join(s.pki.dir, "kubeconfig-"+ns+"-"+sa)
+	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig
+}
+
+// triggeredMatrix: the listener of a catalog generated with
+// triggers.pipeline: multiarch-build-matrix, applied over the committed one
+// as a user switching would, takes a signed push through the same real sink
+// to one run of multiarch-build-matrix (no taskRunSpecs: the arch policy
+// pins its builds), which succeeds on the kwok nodes with a build per
+// configured platform pushed to <tag>-ARCH, and the manifest given every
+// build's commit to compare.
+func (s *stack) triggeredMatrix(t *testing.T, c catalog, payload []byte, commit, cloneURL string, sign func([]byte) string) {
+	m := generateVariant(t, s.repo, "triggers:\n  pipeline: multiarch-build-matrix\n")
+	if m.ns() != c.ns() {
+		t.Fatalf("the variant's namespace %s is not the committed catalog's %s", m.ns(), c.ns())
+	}
+	if out, err := s.kubectl(t, m.dir, "apply", "-f", "examples/triggers/"); err != nil {
+		t.Fatalf("kubectl apply -f examples/triggers/ (matrix): %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := s.kubectl(t, c.dir, "apply", "-f", "examples/triggers/"); err != nil {
+			t.Errorf("putting the committed examples/triggers/ back: %v\n%s", err, out)
+		}
+	})
+	// The sink reads the TriggerTemplate from its informer's cache; give the
+	// update a moment to reach it (nothing of the sink's says when it has).
+	time.Sleep(2 * time.Second)
+
+	id := s.postEvent(t, payload, map[string]string{"X-Hub-Signature-256": sign(payload)})
+	var pr *v1.PipelineRun
+	s.waitFor(t, "the PipelineRun of event "+id, 60*time.Second, func(ctx context.Context) (bool, error) {
+		list, err := s.tekton.TektonV1().PipelineRuns(c.ns()).List(ctx, metav1.ListOptions{LabelSelector: eventIDKey + "=" + id})
+		if err != nil {
+			return false, err
+		}
+		if len(list.Items) > 1 {
+			t.Fatalf("%d PipelineRuns for one event", len(list.Items))
+		}
+		if len(list.Items) == 1 {
+			pr = &list.Items[0]
+			return true, nil
+		}
+		return false, fmt.Errorf("no PipelineRun labelled %s=%s yet", eventIDKey, id)
+	})
+	image := repository(c.cfg.Example.Image) + ":" + commit[:12]
+	var platforms []string
+	for _, a := range c.cfg.Architectures {
+		platforms = append(platforms, a.Platform())
+	}
+	t.Logf("event %s created PipelineRun %s of %s", id, pr.Name, pr.Spec.PipelineRef.Name)
+	if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != "multiarch-build-matrix" || len(pr.Spec.TaskRunSpecs) != 0 {
+		t.Fatalf("the push started %v with %d taskRunSpecs, want multiarch-build-matrix without", pr.Spec.PipelineRef, len(pr.Spec.TaskRunSpecs))
+	}
+	params := map[string]string{}
+	for _, p := range pr.Spec.Params {
+		params[p.Name] = p.Value.StringVal
+		if p.Name == "PLATFORMS" {
+			params[p.Name] = strings.Join(p.Value.ArrayVal, ",")
+		}
+	}
+	want := map[string]string{"GIT_URL": cloneURL, "GIT_REF": commit, "IMAGE": image, "PLATFORMS": strings.Join(platforms, ",")}
+	if !mapsEqual(params, want) {
+		t.Fatalf("PipelineRun params\n got %v\nwant %v", params, want)
+	}
+	cfg := *c.cfg
+	cfg.Example.GitURL, cfg.Example.GitRef, cfg.Example.Image = cloneURL, commit, image
+	r := &prRun{s: s, c: catalog{name: c.name + ", triggered matrix", dir: c.dir, cfg: &cfg}, name: pr.Name}
+	s.driveMatrix(t, r, platforms...)
+	// Per-arch tags: each build pushed IMAGE with its platform's suffix.
+	trs, err := r.matrixTaskRuns(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range trs {
+		if trs[i].Labels["tekton.dev/pipelineTask"] != "build" {
+			continue
+		}
+		pod, err := s.kube.CoreV1().Pods(c.ns()).Get(context.Background(), trs[i].Status.PodName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, suffix := envOf(pod, "step-build", "IMAGE"), envOf(pod, "step-build", "PLATFORM_TAG_SUFFIX"); got != image || suffix != "true" {
+			t.Errorf("%s: IMAGE %q PLATFORM_TAG_SUFFIX %q, want %q and true (pushed to <tag>-ARCH)", pod.Name, got, suffix, image)
+		}
+	}
 }
