@@ -122,7 +122,13 @@ func newStart(stdout, stderr io.Writer) *cobra.Command {
 			case !out.Succeeded:
 				return &exitError{ExitFailed, fmt.Errorf("%s failed: %s\nfull logs: %s", name, strings.TrimSuffix(out.Reason, ": "), logs)}
 			}
-			fmt.Fprintf(stdout, "succeeded: %s@%s\nfull logs: %s\n", out.ImageURL, out.Digest, logs)
+			if out.Digest == "" {
+				// Build-only (--no-push): every architecture was built and
+				// checked, and the manifest task pushed no index.
+				fmt.Fprintf(stdout, "succeeded: built and checked, nothing pushed (build-only)\nfull logs: %s\n", logs)
+			} else {
+				fmt.Fprintf(stdout, "succeeded: %s@%s\nfull logs: %s\n", out.ImageURL, out.Digest, logs)
+			}
 			return nil
 		},
 	}
