@@ -39,7 +39,7 @@ const (
 )
 
 var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet",
-	"fuse-device-plugin", "controller", "kwok", "triggers-controller", "triggers-eventlistenersink", "triggers-interceptors", "tkn"}
+	"fuse-device-plugin", "controller", "resolvers", "kwok", "triggers-controller", "triggers-eventlistenersink", "triggers-interceptors", "tkn"}
 
 // stack is one running control plane. Every process runs inside the
 // network namespace ns; the test reaches them through dialers that open
