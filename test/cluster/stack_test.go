@@ -54,6 +54,7 @@ type stack struct {
 	pki    *pki
 	kube   kubernetes.Interface
 	tekton tekton.Interface
+	cfg    *rest.Config // the admin's, inside the namespace
 	procs  []*proc
 	images nodeImages // the real node's images, Tekton's among them
 }
@@ -204,6 +205,7 @@ func startStack(t testing.TB, nodes ...nodeProvider) *stack {
 		QPS:   50,
 		Burst: 100,
 	}
+	s.cfg = cfg
 	s.kube = kubernetes.NewForConfigOrDie(cfg)
 	s.tekton = tekton.NewForConfigOrDie(cfg)
 	s.waitFor(t, "kube-apiserver /readyz", 90*time.Second, func(ctx context.Context) (bool, error) {

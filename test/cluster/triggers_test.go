@@ -22,11 +22,8 @@ import (
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	gentriggers "github.com/tekton-multiarch/tekton-multiarch/generator/triggers"
 )
@@ -402,22 +399,7 @@ spec:
 // create the PipelineRun.
 func (s *stack) startSink(t testing.TB, c catalog) {
 	t.Helper()
-	ctx := context.Background()
-	tok, err := s.kube.CoreV1().ServiceAccounts(c.ns()).CreateToken(ctx, elSA, &authv1.TokenRequest{
-		Spec: authv1.TokenRequestSpec{ExpirationSeconds: func(i int64) *int64 { return &i }(3600)},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("token for ServiceAccount %s: %v", elSA, err)
-	}
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["cluster-test"] = &clientcmdapi.Cluster{Server: apiServer, CertificateAuthorityData: s.pki.caPEM}
-	kc.AuthInfos[elSA] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
-	kc.Contexts["cluster-test"] = &clientcmdapi.Context{Cluster: "cluster-test", AuthInfo: elSA}
-	kc.CurrentContext = "cluster-test"
-	kubeconfig := filepath.Join(s.pki.dir, "kubeconfig-"+elSA)
-	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := s.tokenKubeconfig(t, c.ns(), elSA)
 	sink := s.start(t, "triggers-eventlistenersink", []string{
 		"SYSTEM_NAMESPACE=" + c.ns(),
 		"NAMESPACE=" + c.ns(),
