@@ -42,7 +42,7 @@ key=$(
 )
 dir=$cache/cluster-bin/$key
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet fuse-device-plugin
-	controller kwok
+	controller resolvers kwok
 	triggers-controller triggers-eventlistenersink triggers-interceptors tkn)
 
 if [ "${1:-}" = "--dir" ]; then
@@ -102,6 +102,7 @@ step kubernetes bash -c "cd '$tools/kubernetes' && go build -ldflags='$k8s_ldfla
 	k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet \
 	./fuse-device-plugin"
 step tekton bash -c "cd '$tools/tekton' && go build -ldflags='-s -w' -o '$tmp/controller' github.com/tektoncd/pipeline/cmd/controller"
+step resolvers bash -c "cd '$tools/tekton' && go build -ldflags='-s -w' -o '$tmp/resolvers' github.com/tektoncd/pipeline/cmd/resolvers"
 step triggers bash -c "cd '$tools/triggers' && for c in controller eventlistenersink interceptors; do \
 	go build -ldflags='-s -w' -o '$tmp/triggers-'\$c github.com/tektoncd/triggers/cmd/\$c || exit 1; done"
 # go install refuses tektoncd/cli (its go.mod has replace directives): build it

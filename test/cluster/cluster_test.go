@@ -37,6 +37,8 @@ type catalog struct {
 	name string
 	dir  string
 	cfg  *config.Config
+	// cfgFile is the configuration file a variant was generated from.
+	cfgFile string
 }
 
 func (c catalog) ns() string { return c.cfg.Example.Namespace }
@@ -75,6 +77,7 @@ func TestCluster(t *testing.T) {
 		}
 		s.runToSuccess(t, c)
 	})
+	t.Run("remote-resolution", func(t *testing.T) { s.remoteResolution(t) })
 	// Last: the Triggers processes it starts stop when it ends.
 	t.Run("triggers", func(t *testing.T) { s.triggers(t, committed) })
 }
@@ -82,21 +85,10 @@ func TestCluster(t *testing.T) {
 // install follows the README's "Prepare the cluster" step 4 and the catalog
 // step 5, with the real kubectl, from the catalog's directory.
 func (s *stack) install(t testing.TB, c catalog) {
-	out, err := s.kubectl(t, c.dir, "apply", "-f", "examples/cluster/build-identity.yaml")
-	if err != nil {
-		t.Fatalf("kubectl apply -f examples/cluster/build-identity.yaml: %v\n%s", err, out)
-	}
-	if c.cfg.Example.RegistrySecret != "" {
-		out, err = s.kubectl(t, c.dir, "-n", c.ns(), "create", "secret", "docker-registry", c.cfg.Example.RegistrySecret,
-			"--docker-server=registry.example.com", "--docker-username=cluster-test", "--docker-password=not-a-secret")
-		if err != nil {
-			t.Fatalf("create the registry Secret: %v\n%s", err, out)
-		}
-	}
-
+	s.prepareNamespace(t, c)
 	// The README's install command (catalog.InstallCommand), as it stands.
 	install := strings.Fields(gencatalog.InstallCommand(c.cfg))[1:]
-	out, err = s.kubectl(t, c.dir, install...)
+	out, err := s.kubectl(t, c.dir, install...)
 	t.Logf("$ kubectl %s\n%s", strings.Join(install, " "), out)
 	if err != nil {
 		t.Fatalf("the README's `kubectl %s` failed: %v", strings.Join(install, " "), err)
@@ -114,6 +106,24 @@ func (s *stack) install(t testing.TB, c catalog) {
 	}
 	if len(missing) > 0 {
 		t.Fatalf("after the README's install, %s are not in namespace %q, where examples/pipelinerun.yaml runs", strings.Join(missing, ", "), c.ns())
+	}
+}
+
+// prepareNamespace is the README's "Prepare the cluster" step 4: the build
+// namespace, its ServiceAccount and the registry Secret, all a run needs
+// when its Pipeline and Tasks come from a resolver.
+func (s *stack) prepareNamespace(t testing.TB, c catalog) {
+	t.Helper()
+	out, err := s.kubectl(t, c.dir, "apply", "-f", "examples/cluster/build-identity.yaml")
+	if err != nil {
+		t.Fatalf("kubectl apply -f examples/cluster/build-identity.yaml: %v\n%s", err, out)
+	}
+	if c.cfg.Example.RegistrySecret != "" {
+		out, err = s.kubectl(t, c.dir, "-n", c.ns(), "create", "secret", "docker-registry", c.cfg.Example.RegistrySecret,
+			"--docker-server=registry.example.com", "--docker-username=cluster-test", "--docker-password=not-a-secret")
+		if err != nil {
+			t.Fatalf("create the registry Secret: %v\n%s", err, out)
+		}
 	}
 }
 
@@ -140,7 +150,7 @@ func generateVariant(t testing.TB, repo, overrides string) catalog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return catalog{name: "variant " + strings.TrimSpace(overrides), dir: out, cfg: cfg}
+	return catalog{name: "variant " + strings.TrimSpace(overrides), dir: out, cfg: cfg, cfgFile: cfgFile}
 }
 
 // prRun is one PipelineRun and what the test knows about it.

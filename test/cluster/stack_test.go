@@ -39,7 +39,7 @@ const (
 )
 
 var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet",
-	"fuse-device-plugin", "controller", "kwok", "triggers-controller", "triggers-eventlistenersink", "triggers-interceptors", "tkn"}
+	"fuse-device-plugin", "controller", "resolvers", "kwok", "triggers-controller", "triggers-eventlistenersink", "triggers-interceptors", "tkn"}
 
 // stack is one running control plane. Every process runs inside the
 // network namespace ns; the test reaches them through dialers that open
@@ -54,6 +54,7 @@ type stack struct {
 	pki    *pki
 	kube   kubernetes.Interface
 	tekton tekton.Interface
+	cfg    *rest.Config // the admin's, inside the namespace
 	procs  []*proc
 	images nodeImages // the real node's images, Tekton's among them
 }
@@ -204,6 +205,7 @@ func startStack(t testing.TB, nodes ...nodeProvider) *stack {
 		QPS:   50,
 		Burst: 100,
 	}
+	s.cfg = cfg
 	s.kube = kubernetes.NewForConfigOrDie(cfg)
 	s.tekton = tekton.NewForConfigOrDie(cfg)
 	s.waitFor(t, "kube-apiserver /readyz", 90*time.Second, func(ctx context.Context) (bool, error) {

@@ -285,7 +285,7 @@ func (s *stack) startCommand(t *testing.T, c catalog) {
 				t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 			}
 		}
-		kubeconfig := s.serviceAccountKubeconfig(t, c.ns(), sa)
+		kubeconfig := s.tokenKubeconfig(t, c.ns(), sa)
 		matrix := append(common, "--kubeconfig="+kubeconfig, "--pipeline", "multiarch-build-matrix", "--follow", "--timeout", "2m")
 
 		t.Run("forbidden-falls-back", func(t *testing.T) {

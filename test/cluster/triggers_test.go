@@ -22,11 +22,8 @@ import (
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	gentriggers "github.com/tekton-multiarch/tekton-multiarch/generator/triggers"
 )
@@ -415,7 +412,7 @@ spec:
 // create the PipelineRun.
 func (s *stack) startSink(t testing.TB, c catalog) {
 	t.Helper()
-	kubeconfig := s.serviceAccountKubeconfig(t, c.ns(), elSA)
+	kubeconfig := s.tokenKubeconfig(t, c.ns(), elSA)
 	sink := s.start(t, "triggers-eventlistenersink", []string{
 		"SYSTEM_NAMESPACE=" + c.ns(),
 		"NAMESPACE=" + c.ns(),
@@ -448,28 +445,6 @@ func (s *stack) startSink(t testing.TB, c catalog) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, fmt.Errorf("/live: %s", resp.Status)
 	})
-}
-
-// serviceAccountKubeconfig is a kubeconfig file that talks to the API
-// server as ServiceAccount sa of ns, with an hour's token.
-func (s *stack) serviceAccountKubeconfig(t testing.TB, ns, sa string) string {
-	t.Helper()
-	tok, err := s.kube.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), sa, &authv1.TokenRequest{
-		Spec: authv1.TokenRequestSpec{ExpirationSeconds: func(i int64) *int64 { return &i }(3600)},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("token for ServiceAccount %s: %v", sa, err)
-	}
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["cluster-test"] = &clientcmdapi.Cluster{Server: apiServer, CertificateAuthorityData: s.pki.caPEM}
-	kc.AuthInfos[sa] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
-	kc.Contexts["cluster-test"] = &clientcmdapi.Context{Cluster: "cluster-test", AuthInfo: sa}
-	kc.CurrentContext = "cluster-test"
-	kubeconfig := filepath.Join(s.pki.dir, "kubeconfig-"+ns+"-"+sa)
-	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	return kubeconfig
 }
 
 // triggeredMatrix: the listener of a catalog generated with
