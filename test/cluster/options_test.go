@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/apis"
 
 	gencatalog "github.com/tekton-multiarch/tekton-multiarch/generator/catalog"
 )
@@ -100,4 +103,76 @@ func checkOptionsPod(t *testing.T, pod *corev1.Pod, ctr string, env map[string]s
 			t.Errorf("pod %s has no %s volume %s", pod.Name, kind, name)
 		}
 	}
+}
+
+// realBuildOnly runs the Pipeline with PUSH=false on the real node: both
+// architectures are built in their pods (arm64 under emulation) and
+// checked, the registry's repositories and tags are as before, and the
+// run's IMAGE_DIGEST is empty.
+func (s *stack) realBuildOnly(t *testing.T, c catalog, n *realNode, w *nodeWorld) {
+	before := s.registryContents(t, w)
+	r, _ := s.runOnRealNode(t, c, n, w, "pr-1", map[string]string{"ALLOW_EMULATION": "true", "DOCKERFILE": "Dockerfile.run", "PUSH": "false"})
+	ctx := context.Background()
+	pr, err := r.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trs, err := r.taskRuns(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !succeeded(pr.Status.GetCondition(apis.ConditionSucceeded)) {
+		for name, tr := range trs {
+			t.Logf("TaskRun %s: %s\n%s", name, condition(tr.Status.GetCondition(apis.ConditionSucceeded)), s.stepLog(t, c.ns(), tr, "step-build"))
+		}
+		t.Fatalf("PipelineRun %s did not succeed: %s", r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		tr := trs["build-"+arch]
+		if tr == nil {
+			t.Fatalf("no TaskRun for build-%s", arch)
+		}
+		d := taskRunResults(tr)["IMAGE_DIGEST"]
+		log := s.stepLog(t, c.ns(), tr, "step-build")
+		if want := "@" + d + " (linux/" + arch + "), not pushed (PUSH=false)"; d == "" || !strings.Contains(log, want) {
+			t.Errorf("build-%s: IMAGE_DIGEST %q, log lacks %q:\n%s", arch, d, want, log)
+		}
+	}
+	for _, res := range pr.Status.Results {
+		if res.Name == "IMAGE_DIGEST" && res.Value.StringVal != "" {
+			t.Errorf("the run's IMAGE_DIGEST is %q, want empty: no index was pushed", res.Value.StringVal)
+		}
+	}
+	if after := s.registryContents(t, w); !maps.EqualFunc(before, after, slices.Equal) {
+		t.Errorf("the registry changed in a build-only run:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// registryContents lists the node registry's repositories and their tags.
+func (s *stack) registryContents(t *testing.T, w *nodeWorld) map[string][]string {
+	t.Helper()
+	get := func(path string, v any) {
+		resp, err := s.nsHTTP(nil).Get("http://" + w.registry + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	var cat struct {
+		Repositories []string `json:"repositories"`
+	}
+	get("/v2/_catalog?n=1000", &cat)
+	out := map[string][]string{}
+	for _, repo := range cat.Repositories {
+		var tl struct {
+			Tags []string `json:"tags"`
+		}
+		get("/v2/"+repo+"/tags/list", &tl)
+		slices.Sort(tl.Tags)
+		out[repo] = tl.Tags
+	}
+	return out
 }
