@@ -77,6 +77,7 @@ example:
 		cmd := strings.Replace(gencatalog.TknStartMatrixCommand(c.cfg), "PLATFORMS=linux/amd64,linux/arm64", "PLATFORMS=linux/arm64", 1)
 		s.driveMatrix(t, s.tkn(t, c, cmd), "linux/arm64")
 	})
+	t.Run("tkn-matrix-build-options", func(t *testing.T) { s.matrixBuildOptions(t, c) })
 	t.Run("matrix-limits", func(t *testing.T) { s.matrixLimits(t, c) })
 }
 

@@ -136,6 +136,7 @@ func TestRealNode(t *testing.T) {
 		checkStorageLine(t, s, r, want)
 	})
 	t.Run("start-follow-logs", func(t *testing.T) { s.startFollowOnRealNode(t, w) })
+	t.Run("build-only", func(t *testing.T) { s.realBuildOnly(t, c, n, w) })
 	t.Run("fuse-overlayfs", func(t *testing.T) {
 		// build.storage fuse-overlayfs: the build step asks for /dev/fuse
 		// through its limit, and only so does it get the device (the

@@ -161,6 +161,55 @@ func TestContainer(t *testing.T) {
 			if !strings.Contains(string(raw), d) {
 				t.Errorf("the index lacks build-%s's %s:\n%s", arch, d, raw)
 			}
+			ref, _ := run.TaskRuns["build-"+arch].Result("IMAGE_REF")
+			if labels, err := Labels(ctx, ref); err != nil || labels["org.opencontainers.image.revision"] != cw.Fixture.Commit {
+				t.Errorf("build-%s labels %v (%v), want org.opencontainers.image.revision %s", arch, labels, err, cw.Fixture.Commit)
+			}
+		}
+		// The image's buildah annotates the index (Debian's 1.28 cannot).
+		ann, err := IndexAnnotations(ctx, image)
+		if err != nil || ann["org.opencontainers.image.revision"] != cw.Fixture.Commit || ann["org.opencontainers.image.source"] != cw.Fixture.URL {
+			t.Errorf("index annotations %v (%v), want revision %s and source %s", ann, err, cw.Fixture.Commit, cw.Fixture.URL)
+		}
+	})
+
+	// A build secret and build-only with the image's buildah, in a container:
+	// the secret read by a RUN step, in no log line and no result; nothing pushed.
+	t.Run("build-secret-build-only", func(t *testing.T) {
+		fx := cw.Options(t)
+		secret := "s3cret-in-a-container-" + filepath.Base(t.TempDir())
+		ws := t.TempDir()
+		if err := os.WriteFile(filepath.Join(ws, "token"), []byte(secret), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		base := cw.BusyboxBase(t)
+		before, err := cw.Registry.Contents()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := cw.runner(t).RunTask(ctx, TaskRunRequest{
+			Name: "tr-container-secret", Task: buildTask,
+			Params: append(Params("GIT_URL", fx.URL, "IMAGE", cw.Image("container-secret"), "PLATFORM", "linux/amd64", "TLS_VERIFY", "false",
+				"DOCKERFILE", "./Dockerfile.secret", "PUSH", "false"), ArrayParam("BUILD_ARGS", "BASE="+base)),
+			Workspaces: map[string]string{"build-secrets": ws},
+		})
+		if !tr.Succeeded() {
+			t.Fatalf("TaskRun failed: %v\n%s", tr.Err, tr.Log)
+		}
+		d, _ := tr.Result("IMAGE_DIGEST")
+		if want := "built " + cw.Repository() + "@" + d + " (linux/amd64), not pushed (PUSH=false)"; !strings.Contains(tr.Log, want) {
+			t.Errorf("log lacks %q:\n%s", want, tr.Log)
+		}
+		if strings.Contains(tr.Log, secret) {
+			t.Error("the secret is in the log")
+		}
+		for _, r := range tr.Object.Status.Results {
+			if strings.Contains(r.Value.StringVal, secret) {
+				t.Errorf("the secret is in result %s", r.Name)
+			}
+		}
+		if after, err := cw.Registry.Contents(); err != nil || fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("the registry changed in a build-only run (%v):\nbefore %v\nafter  %v", err, before, after)
 		}
 	})
 

@@ -260,6 +260,43 @@ func TestBuildOptions(t *testing.T) {
 		failsWith(t, m, "error: ANNOTATIONS entry '=empty-key' is not KEY=VALUE")
 	})
 
+	// The source annotation drops the credentials a URL may carry; shown
+	// by the manifest's build-only listing (no registry needed), with
+	// digests that exist nowhere: PUSH=false reads none.
+	t.Run("source-without-credentials", func(t *testing.T) {
+		a, b := w.Repository()+"@sha256:"+strings.Repeat("a", 64), w.Repository()+"@sha256:"+strings.Repeat("b", 64)
+		m := w.Runner(t, w.Catalog).RunTask(ctx, TaskRunRequest{
+			Name: "tr-source-url", Task: manifestTask,
+			Params: append(Params("IMAGE", w.Image("source-url"), "PLATFORMS", "linux/amd64,linux/arm64", "PUSH", "false",
+				"GIT_URL", "https://builder:tok3n@git.example.com/me/app.git", "SOURCE_COMMITS", fx.Commit+" "+fx.Commit,
+				"SOURCE_DATE_EPOCH", "0"), ArrayParam("IMAGES", a, b)),
+		})
+		if !m.Succeeded() {
+			t.Fatalf("TaskRun failed: %v\n%s", m.Err, m.Log)
+		}
+		for _, want := range []string{
+			"  linux/amd64 " + a + "\n", "  linux/arm64 " + b + "\n",
+			"  org.opencontainers.image.source=https://git.example.com/me/app.git\n",
+			"  org.opencontainers.image.revision=" + fx.Commit + "\n",
+			"  org.opencontainers.image.created=1970-01-01T00:00:00Z\n",
+		} {
+			if !strings.Contains(m.Log, want) {
+				t.Errorf("log lacks %q:\n%s", want, m.Log)
+			}
+		}
+		if strings.Contains(m.Log, "tok3n") {
+			t.Errorf("the URL's password is in the log:\n%s", m.Log)
+		}
+		if got, _ := m.Result("IMAGE_DIGEST"); got != "" {
+			t.Errorf("IMAGE_DIGEST %q, want empty", got)
+		}
+		dup := w.Runner(t, w.Catalog).RunTask(ctx, TaskRunRequest{
+			Name: "tr-dup-digest", Task: manifestTask,
+			Params: append(Params("IMAGE", w.Image("dup"), "PLATFORMS", "linux/amd64,linux/arm64", "PUSH", "false"), ArrayParam("IMAGES", a, a)),
+		})
+		failsWith(t, dup, "error: IMAGES holds sha256:"+strings.Repeat("a", 64)+" twice")
+	})
+
 	// Build-only: both architectures built and checked, with the layer
 	// cache on (read only), and the registry exactly as before.
 	t.Run("build-only", func(t *testing.T) {
