@@ -9,7 +9,7 @@
 #   GIT_CREDENTIALS_PATH     its mount path: username + password, or
 #                            ssh-privatekey + known_hosts
 #   RESULT_COMMIT            file to write the full commit SHA to
-#   RESULT_URL               file to write GIT_URL to (optional)
+#   RESULT_URL               file to write GIT_URL to, userinfo removed (optional)
 #   GIT_SYNC                 git-sync binary (default /git-sync, the image's)
 set -eu
 
@@ -41,14 +41,17 @@ if [ "${GIT_CREDENTIALS_BOUND:-false}" = true ]; then
 	fi
 fi
 
-echo "cloning $GIT_URL at $GIT_REF (depth 1)"
+# A user:token@ in the URL goes to git-sync only: never to the log or the
+# results, which anyone who may read the TaskRun sees.
+shown_url=$(printf '%s' "$GIT_URL" | sed 's#^\([A-Za-z][A-Za-z0-9+.-]*://\)[^/@]*@#\1#')
+echo "cloning $shown_url at $GIT_REF (depth 1)"
 if ! "$git_sync" "$@"; then
 	# git-sync fetches a commit by SHA only when given all 40 hex digits. Say so
 	# only after it failed: a tag such as 20240115 is hex too, and valid.
 	if printf '%s' "$GIT_REF" | grep -Eq '^[0-9a-f]{7,39}$'; then
-		die "git-sync could not clone $GIT_URL at $GIT_REF: if $GIT_REF is an abbreviated commit SHA, give all 40 characters (git-sync fetches a commit only by its full SHA); otherwise check that the branch or tag exists and the repository is reachable"
+		die "git-sync could not clone $shown_url at $GIT_REF: if $GIT_REF is an abbreviated commit SHA, give all 40 characters (git-sync fetches a commit only by its full SHA); otherwise check that the branch or tag exists and the repository is reachable"
 	fi
-	die "git-sync could not clone $GIT_URL at $GIT_REF: check that the ref exists and the repository is reachable (and, if private, the git-credentials workspace)"
+	die "git-sync could not clone $shown_url at $GIT_REF: check that the ref exists and the repository is reachable (and, if private, the git-credentials workspace)"
 fi
 
 # git-sync points the link at .worktrees/<full sha>; readlink instead of
@@ -59,6 +62,6 @@ printf '%s' "$commit" | grep -Eq '^[0-9a-f]{40}$' || die "git-sync link $SOURCE_
 
 printf '%s' "$commit" >"$RESULT_COMMIT"
 if [ -n "${RESULT_URL:-}" ]; then
-	printf '%s' "$GIT_URL" >"$RESULT_URL"
+	printf '%s' "$shown_url" >"$RESULT_URL"
 fi
 echo "cloned commit $commit"

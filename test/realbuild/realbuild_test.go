@@ -388,6 +388,34 @@ func TestRealBuild(t *testing.T) {
 				}
 			})
 		}
+		// A token in the URL is for git-sync alone: the step's own lines and
+		// the URL result (in the TaskRun's status) carry the URL without it.
+		// git-sync's own log lines are git-sync's (the stand-in's here): the
+		// README says to use the git-credentials workspace instead.
+		t.Run("url-with-token", func(t *testing.T) {
+			dead := fmt.Sprintf("http://builder:t0ken-in-url@127.0.0.1:%d/app.git", FreePort(t))
+			tr := w.Runner(t, w.Catalog).RunTask(ctx, TaskRunRequest{
+				Name: "tr-clone-url-with-token", Task: gitSyncTask, Workspaces: map[string]string{"output": t.TempDir()},
+				Params: Params("GIT_URL", dead, "GIT_REF", "main"),
+			})
+			if tr.Succeeded() {
+				t.Fatal("a clone from a closed port succeeded")
+			}
+			if len(tr.GitSyncArgs) == 0 || tr.GitSyncArgs[0] != "--repo="+dead {
+				t.Errorf("git-sync args %q: want the URL with its token first", tr.GitSyncArgs)
+			}
+			shown := strings.Replace(dead, "builder:t0ken-in-url@", "", 1)
+			for _, want := range []string{"cloning " + shown + " at main", "error: git-sync could not clone " + shown + " at main"} {
+				if !strings.Contains(tr.Log, want) {
+					t.Errorf("log lacks %q:\n%s", want, tr.Log)
+				}
+			}
+			for _, line := range strings.Split(tr.Log, "\n") {
+				if strings.Contains(line, "t0ken-in-url") && !strings.Contains(line, " git-sync \"msg\"=") {
+					t.Errorf("the token reached a line of the step's own: %s", line)
+				}
+			}
+		})
 	})
 }
 
