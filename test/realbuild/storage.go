@@ -31,6 +31,22 @@ RUN rm -f /bin/vi /data/small/f3*
 `, smallFiles, bigMiB)
 }
 
+// SharedWhiteoutsDockerfile deletes two files of the base in one step. The
+// kernel's overlay makes every whiteout of a mount a hard link to one inode
+// (shared whiteouts, Linux 5.8 and later); containers/storage's tar writer
+// takes the second for a hard link of the first (Linkname = the first's
+// path), and its overlay whiteout converter then makes it a regular .wh.
+// file without clearing Linkname. Readers ignore a regular file's Linkname:
+// the same entries, other header bytes, another digest. fuse-overlayfs and
+// vfs diff trees and write each whiteout on its own. Any layer that deletes
+// two or more files of lower layers shows it: in the benchmarks,
+// BenchIODockerfile with a layer per step (its last step deletes files an
+// earlier layer made).
+const SharedWhiteoutsDockerfile = `ARG BASE
+FROM ${BASE}
+RUN rm /bin/less /bin/vi
+`
+
 // OpaqueDockerfile deletes a directory of the base (its empty /root) and
 // makes it again. The kernel's overlay marks such a directory opaque, and
 // buildah's diff of it writes the marker (root/.wh..wh..opq) into the layer;
@@ -182,8 +198,9 @@ func BuildahVersion(tb testing.TB) (string, int, int) {
 	return v, major, minor
 }
 
-// LayerEntries lists the paths in an image's last layer, from the registry.
-func LayerEntries(ctx context.Context, ref, tmp string) ([]string, error) {
+// LayerHeaders reads the tar headers of an image's last layer, from the
+// registry, each name without a leading "./".
+func LayerHeaders(ctx context.Context, ref, tmp string) ([]*tar.Header, error) {
 	dir, layers, err := copyImage(ctx, ref, tmp)
 	if err != nil {
 		return nil, err
@@ -200,16 +217,17 @@ func LayerEntries(ctx context.Context, ref, tmp string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var names []string
+	var hs []*tar.Header
 	tr := tar.NewReader(gz)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return names, nil
+			return hs, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		names = append(names, strings.TrimPrefix(h.Name, "./"))
+		h.Name = strings.TrimPrefix(h.Name, "./")
+		hs = append(hs, h)
 	}
 }
