@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
 
@@ -35,10 +38,10 @@ func BenchmarkEmulation(b *testing.B) {
 	var runNative, runEmulated, stepNative, stepEmulated time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		n := s.timedBuild(b, c, w, fmt.Sprintf("native-%d", i), "linux/amd64", "false")
-		e := s.timedBuild(b, c, w, fmt.Sprintf("emulated-%d", i), "linux/arm64", "true")
-		runNative += n.run
-		runEmulated += e.run
+		n := s.timedBuild(b, c, w, fmt.Sprintf("native-%d", i), emulationParams("linux/amd64", "false"))
+		e := s.timedBuild(b, c, w, fmt.Sprintf("emulated-%d", i), emulationParams("linux/arm64", "true"))
+		runNative += spinTime(b, n, "amd64")
+		runEmulated += spinTime(b, e, "arm64")
 		stepNative += n.step
 		stepEmulated += e.step
 	}
@@ -55,38 +58,79 @@ func BenchmarkEmulation(b *testing.B) {
 		stepNative.Seconds()/float64(b.N), stepEmulated.Seconds()/float64(b.N), stepRatio)
 }
 
-// buildTiming is one build's RUN step time (as the step printed it) and the
-// build step's wall time (from its container's start and end, to the second).
-type buildTiming struct{ run, step time.Duration }
+func emulationParams(platform, emulation string) map[string]string {
+	return map[string]string{"PLATFORM": platform, "ALLOW_EMULATION": emulation, "DOCKERFILE": "Dockerfile.cpu"}
+}
 
 var spinRE = regexp.MustCompile(`spin \d+ on (\w+): (\d+) ms`)
 
-// timedBuild runs the buildah-build Task alone for one platform on the real
-// node, building Dockerfile.cpu, and times it.
-func (s *stack) timedBuild(tb testing.TB, c catalog, w *nodeWorld, name, platform, emulation string) buildTiming {
+// spinTime is the fixture's CPU-bound RUN step's own time, as it printed
+// it, checking that it ran as arch.
+func spinTime(tb testing.TB, bt buildTiming, arch string) time.Duration {
+	tb.Helper()
+	m := spinRE.FindStringSubmatch(bt.log)
+	if m == nil {
+		tb.Fatalf("TaskRun %s: the RUN step printed no time:\n%s", bt.tr.Name, bt.log)
+	}
+	if m[1] != arch {
+		tb.Fatalf("TaskRun %s: the RUN step ran as %s, want %s", bt.tr.Name, m[1], arch)
+	}
+	ms, _ := strconv.Atoi(m[2])
+	tb.Logf("%s: RUN step %d ms", bt.tr.Name, ms)
+	return time.Duration(ms) * time.Millisecond
+}
+
+// buildTiming is one build on the real node: the build step's wall time
+// (its container's start and end as Tekton records them, to the second),
+// buildah bud's (from the kubelet's log timestamps, to the millisecond),
+// the step's log and the pushed digest.
+type buildTiming struct {
+	tr        *v1.TaskRun
+	step, bud time.Duration
+	log       string // the build step's, without timestamps
+	digest    string
+}
+
+// timedBuild runs the buildah-build Task alone on the real node, as a
+// TaskRun named bench-<name> in c's namespace, and times it. params go on
+// top of the defaults: the node fixture's repository at main, pushed to
+// w.image("bench") + "-" + name over plain HTTP, linux/amd64. The TaskRun
+// and its pod are deleted after, so that no build's pod or storage lingers
+// into the next one's measurement.
+func (s *stack) timedBuild(tb testing.TB, c catalog, w *nodeWorld, name string, params map[string]string, buildArgs ...string) buildTiming {
 	tb.Helper()
 	ctx := context.Background()
-	str := func(n, v string) v1.Param { return v1.Param{Name: n, Value: *v1.NewStructuredValues(v)} }
+	values := map[string]string{
+		"GIT_URL": w.fixture.URL, "GIT_REF": "main", "IMAGE": w.image("bench"), "TAG_SUFFIX": "-" + name,
+		"PLATFORM": "linux/amd64", "TLS_VERIFY": "false",
+	}
+	for k, v := range params {
+		values[k] = v
+	}
+	var ps v1.Params
+	for _, k := range sortedKeys(values) {
+		ps = append(ps, v1.Param{Name: k, Value: *v1.NewStructuredValues(values[k])})
+	}
+	if len(buildArgs) > 0 {
+		ps = append(ps, v1.Param{Name: "BUILD_ARGS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: buildArgs}})
+	}
 	tr := &v1.TaskRun{
 		ObjectMeta: metav1.ObjectMeta{Name: "bench-" + name, Namespace: c.ns()},
 		Spec: v1.TaskRunSpec{
 			TaskRef:            &v1.TaskRef{Name: "buildah-build"},
 			ServiceAccountName: c.cfg.Example.ServiceAccount,
-			Params: v1.Params{
-				str("GIT_URL", w.fixture.URL), str("GIT_REF", "main"), str("IMAGE", w.image("bench")),
-				str("TAG_SUFFIX", "-"+name), str("PLATFORM", platform), str("ALLOW_EMULATION", emulation),
-				str("DOCKERFILE", "Dockerfile.cpu"), str("TLS_VERIFY", "false"),
-			},
-			PodTemplate: realNodePodTemplate(),
+			Params:             ps,
+			PodTemplate:        realNodePodTemplate(),
 		},
 	}
-	if _, err := s.tekton.TektonV1().TaskRuns(c.ns()).Create(ctx, tr, metav1.CreateOptions{}); err != nil {
+	trs := s.tekton.TektonV1().TaskRuns(c.ns())
+	if _, err := trs.Create(ctx, tr, metav1.CreateOptions{}); err != nil {
 		tb.Fatal(err)
 	}
 	var done *v1.TaskRun
 	s.waitFor(tb, "TaskRun "+tr.Name, 15*time.Minute, func(ctx context.Context) (bool, error) {
 		var err error
-		done, err = s.tekton.TektonV1().TaskRuns(c.ns()).Get(ctx, tr.Name, metav1.GetOptions{})
+		done, err = trs.Get(ctx, tr.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
@@ -95,21 +139,64 @@ func (s *stack) timedBuild(tb testing.TB, c catalog, w *nodeWorld, name, platfor
 	if !succeeded(done.Status.GetCondition(apis.ConditionSucceeded)) {
 		tb.Fatalf("TaskRun %s: %s\n%s", tr.Name, condition(done.Status.GetCondition(apis.ConditionSucceeded)), s.stepLog(tb, c.ns(), done, "step-build"))
 	}
-	log := s.stepLog(tb, c.ns(), done, "step-build")
-	m := spinRE.FindStringSubmatch(log)
-	if m == nil {
-		tb.Fatalf("TaskRun %s: the RUN step printed no time:\n%s", tr.Name, log)
+	bt := buildTiming{tr: done}
+	raw, err := s.kube.CoreV1().Pods(c.ns()).GetLogs(done.Status.PodName, &corev1.PodLogOptions{Container: "step-build", Timestamps: true}).DoRaw(ctx)
+	if err != nil {
+		tb.Fatalf("TaskRun %s: the build step's log: %v", tr.Name, err)
 	}
-	if want := platform[len("linux/"):]; m[1] != want {
-		tb.Fatalf("TaskRun %s: the RUN step ran as %s, want %s", tr.Name, m[1], want)
+	bt.log, bt.bud, err = budTime(string(raw))
+	if err != nil {
+		tb.Fatalf("TaskRun %s: %v\n%s", tr.Name, err, bt.log)
 	}
-	ms, _ := strconv.Atoi(m[2])
-	var step time.Duration
 	for _, st := range done.Status.Steps {
 		if st.Name == "build" && st.Terminated != nil {
-			step = st.Terminated.FinishedAt.Sub(st.Terminated.StartedAt.Time)
+			bt.step = st.Terminated.FinishedAt.Sub(st.Terminated.StartedAt.Time)
 		}
 	}
-	tb.Logf("%s (%s): RUN step %d ms, build step %s", tr.Name, platform, ms, step)
-	return buildTiming{run: time.Duration(ms) * time.Millisecond, step: step}
+	for _, r := range done.Status.Results {
+		if r.Name == "IMAGE_DIGEST" {
+			bt.digest = r.Value.StringVal
+		}
+	}
+	if bt.step == 0 || bt.digest == "" {
+		tb.Fatalf("TaskRun %s: no build step time (%s) or no IMAGE_DIGEST (%q)", tr.Name, bt.step, bt.digest)
+	}
+	tb.Logf("%s: build step %s, buildah bud %s, %s", tr.Name, bt.step, bt.bud, bt.digest)
+
+	if err := trs.Delete(ctx, tr.Name, metav1.DeleteOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	s.waitFor(tb, "the pod of TaskRun "+tr.Name+" gone", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		_, err := s.kube.CoreV1().Pods(c.ns()).Get(ctx, done.Status.PodName, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), fmt.Errorf("pod %s still there (%v)", done.Status.PodName, err)
+	})
+	return bt
+}
+
+// budTime reads a step log with the kubelet's timestamps (kubectl logs
+// --timestamps) and returns it without them, and buildah bud's time: from
+// build.sh's "building ..." line, printed just before it starts buildah
+// bud, to the last line buildah printed (the image ID) before "pushing ...".
+func budTime(raw string) (string, time.Duration, error) {
+	var log strings.Builder
+	var start, last, end time.Time
+	for _, line := range strings.Split(strings.TrimSuffix(raw, "\n"), "\n") {
+		stamp, text, _ := strings.Cut(line, " ")
+		at, err := time.Parse(time.RFC3339Nano, stamp)
+		if err != nil {
+			return log.String(), 0, fmt.Errorf("log line without a timestamp: %q", line)
+		}
+		log.WriteString(text + "\n")
+		switch {
+		case start.IsZero() && strings.HasPrefix(text, "building "):
+			start = at
+		case !start.IsZero() && end.IsZero() && strings.HasPrefix(text, "pushing "):
+			end = last
+		}
+		last = at
+	}
+	if start.IsZero() || end.IsZero() {
+		return log.String(), 0, fmt.Errorf("no \"building\" and \"pushing\" lines in the build log")
+	}
+	return log.String(), end.Sub(start), nil
 }

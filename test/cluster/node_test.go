@@ -167,6 +167,7 @@ func lockRealNode(t testing.TB) {
 	if err != nil {
 		t.Fatalf("opening the real node lock: %v", err)
 	}
+	// One err for both attempts: a failed wait must not pass as the lock.
 	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		t.Logf("another test process has the real node (%s): waiting for it", realNodeLock)

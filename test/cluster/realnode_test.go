@@ -38,9 +38,16 @@ type nodeWorld struct {
 	registry string // host:port, reachable from pods and (through nsenter) from the test
 	fixture  *realbuild.Fixture
 	work     string
+	gitBase  string // what the git daemon serves
 }
 
 func (w *nodeWorld) image(tag string) string { return w.registry + "/multiarch/app:" + tag }
+
+// gitURL is the URL of a repository under gitBase (e.g. one of
+// realbuild.MakeGitRepo's, name.git), as pods reach it.
+func (w *nodeWorld) gitURL(name string) string {
+	return fmt.Sprintf("git://%s/%s", listenAddr(nodeGitPort), name)
+}
 
 // startNodeWorld starts the registry and git daemon inside the namespace,
 // listening on the bridge, and makes the fixture (realbuild's: a Go program
@@ -58,11 +65,11 @@ func (s *stack) startNodeWorld(t testing.TB) *nodeWorld {
 	write(t, filepath.Join(regDir, "config.yml"), []byte(cfg))
 	s.start(t, "docker-registry", nil, "docker-registry", "serve", filepath.Join(regDir, "config.yml"))
 
-	gitBase := filepath.Join(w.work, "git")
-	w.fixture = realbuild.MakeFixture(t, gitBase)
+	w.gitBase = filepath.Join(w.work, "git")
+	w.fixture = realbuild.MakeFixture(t, w.gitBase)
 	s.start(t, "git-daemon", nil, "git", "daemon", "--listen="+bridgeIP, fmt.Sprintf("--port=%d", nodeGitPort),
-		"--base-path="+gitBase, "--export-all", "--reuseaddr", "--informative-errors", gitBase)
-	w.fixture.URL = fmt.Sprintf("git://%s/%s", listenAddr(nodeGitPort), w.fixture.Name)
+		"--base-path="+w.gitBase, "--export-all", "--reuseaddr", "--informative-errors", w.gitBase)
+	w.fixture.URL = w.gitURL(w.fixture.Name)
 
 	// Commands the test runs against these services run inside the
 	// namespace, where the bridge is.

@@ -104,9 +104,18 @@ func (w *World) Layers(tb testing.TB, work int) *LayersFixture {
 // have a shell; only amd64 (this machine's) runs them without emulation.
 func (w *World) BusyboxBase(tb testing.TB) string {
 	tb.Helper()
-	if w.busybox != "" {
-		return w.busybox
+	if w.busybox == "" {
+		w.busybox = w.Registry.Addr + "/base/busybox:1.35"
+		PushBusyboxBase(tb, w.busybox)
 	}
+	return w.busybox
+}
+
+// PushBusyboxBase makes BusyboxBase's image and pushes it to ref, on any
+// plain-HTTP registry (the cluster test's node registry too: buildah runs
+// behind SkopeoPrefix).
+func PushBusyboxBase(tb testing.TB, ref string) {
+	tb.Helper()
 	const busybox = "/bin/busybox"
 	f, err := elf.Open(busybox)
 	if err != nil {
@@ -151,11 +160,24 @@ func (w *World) BusyboxBase(tb testing.TB) string {
 			tb.Fatal(err)
 		}
 	}
-	// Its own vfs storage: nothing to unmount, nothing shared with a TaskRun.
-	bah := func(args ...string) string {
+	bah := scratchBuildah(tb, dir)
+	ctr := bah("from", "scratch")
+	bah("copy", ctr, rootfs, "/")
+	bah("config", "--env", "PATH=/bin", "--cmd", "/bin/sh", "--os", "linux", "--arch", "amd64", ctr)
+	bah("commit", "--quiet", "--rm", ctr, "localhost/busybox-base")
+	bah("push", "--quiet", "--tls-verify=false", "localhost/busybox-base", "docker://"+ref)
+}
+
+// scratchBuildah runs the host's buildah on a vfs storage of its own under
+// dir (nothing to unmount, nothing shared with a TaskRun), behind
+// SkopeoPrefix so that it reaches the registry skopeo reaches, and returns
+// its trimmed output.
+func scratchBuildah(tb testing.TB, dir string) func(args ...string) string {
+	return func(args ...string) string {
 		tb.Helper()
-		full := append([]string{"--root", filepath.Join(dir, "storage"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs"}, args...)
-		cmd := exec.Command("buildah", full...)
+		argv := append(append(append([]string{}, SkopeoPrefix...), "buildah", "--root", filepath.Join(dir, "storage"),
+			"--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs"), args...)
+		cmd := exec.Command(argv[0], argv[1:]...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
@@ -164,14 +186,6 @@ func (w *World) BusyboxBase(tb testing.TB) string {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	ctr := bah("from", "scratch")
-	bah("copy", ctr, rootfs, "/")
-	bah("config", "--env", "PATH=/bin", "--cmd", "/bin/sh", "--os", "linux", "--arch", "amd64", ctr)
-	bah("commit", "--quiet", "--rm", ctr, "localhost/busybox-base")
-	ref := w.Registry.Addr + "/base/busybox:1.35"
-	bah("push", "--quiet", "--tls-verify=false", "localhost/busybox-base", "docker://"+ref)
-	w.busybox = ref
-	return ref
 }
 
 // Step is one Dockerfile instruction in buildah's output.

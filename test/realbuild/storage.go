@@ -31,6 +31,22 @@ RUN rm -f /bin/vi /data/small/f3*
 `, smallFiles, bigMiB)
 }
 
+// SharedWhiteoutsDockerfile deletes two files of the base in one step. The
+// kernel's overlay makes every whiteout of a mount a hard link to one inode
+// (shared whiteouts, Linux 5.8 and later); containers/storage's tar writer
+// takes the second for a hard link of the first (Linkname = the first's
+// path), and its overlay whiteout converter then makes it a regular .wh.
+// file without clearing Linkname. Readers ignore a regular file's Linkname:
+// the same entries, other header bytes, another digest. fuse-overlayfs and
+// vfs diff trees and write each whiteout on its own. Any layer that deletes
+// two or more files of lower layers shows it: in the benchmarks,
+// BenchIODockerfile with a layer per step (its last step deletes files an
+// earlier layer made).
+const SharedWhiteoutsDockerfile = `ARG BASE
+FROM ${BASE}
+RUN rm /bin/less /bin/vi
+`
+
 // OpaqueDockerfile deletes a directory of the base (its empty /root) and
 // makes it again. The kernel's overlay marks such a directory opaque, and
 // buildah's diff of it writes the marker (root/.wh..wh..opq) into the layer;
@@ -41,12 +57,12 @@ FROM ${BASE}
 RUN rm -rf /root && mkdir /root && echo new >/root/made-again
 `
 
-// Benchmark Dockerfiles, for comparing the storage modes here and on the
-// cluster test's real node (both FROM the busybox base, build arg BASE).
+// Benchmark Dockerfiles, for comparing the storage modes on the cluster
+// test's real node (its BenchmarkStorageModes), FROM the busybox base
+// (build arg BASE).
 var (
 	// BenchIODockerfile is small-files and copy-up heavy: 3,000 small files,
-	// a 200 MiB file, then copy-ups of both, deletions and an opaque
-	// directory.
+	// a 200 MiB file, then copy-ups of both and deletions.
 	BenchIODockerfile = StorageDockerfile(3000, 200)
 	// BenchCPUDockerfile spends its time hashing in RUN steps and writes
 	// almost nothing: 2 x 1 GiB of zeros through sha256sum and md5sum.
@@ -57,9 +73,9 @@ RUN dd if=/dev/zero bs=1M count=1024 2>/dev/null | md5sum >/md5
 `
 )
 
-// BenchBigBaseDockerfile builds small things FROM a big base (BigBase: a
+// BenchBigBaseDockerfile builds small things FROM a big base (PushBigBase: a
 // distribution-sized tree), as most real builds do: 1,000 new small files,
-// and copy-ups of 200 of the base's small files. vfs copies the whole base
+// and copy-ups of 1,111 of the base's small files (f1*). vfs copies the whole base
 // to make the build container; the overlays copy up what changes.
 const BenchBigBaseDockerfile = `ARG BASE
 FROM ${BASE}
@@ -67,15 +83,12 @@ RUN mkdir -p /app && cd /app && i=0 && while [ $i -lt 1000 ]; do echo "file $i" 
 RUN for f in /opt/small/f1*; do echo more >>"$f"; done
 `
 
-// BigBase makes, once per World, the busybox base plus /opt/big (256 MiB)
-// and /opt/small (4,000 small files), pushes it to the test registry as
-// base/big:1 and returns its reference.
-func (w *World) BigBase(tb testing.TB) string {
+// PushBigBase makes a distribution-sized base FROM base (the busybox base):
+// /opt/big (256 MiB) and /opt/small (4,000 small files), and pushes it to
+// ref, on any plain-HTTP registry (behind SkopeoPrefix, as
+// PushBusyboxBase).
+func PushBigBase(tb testing.TB, base, ref string) {
 	tb.Helper()
-	if w.bigBase != "" {
-		return w.bigBase
-	}
-	base := w.BusyboxBase(tb)
 	dir := tb.TempDir()
 	tree := filepath.Join(dir, "opt")
 	if err := os.MkdirAll(filepath.Join(tree, "small"), 0o755); err != nil {
@@ -90,24 +103,11 @@ func (w *World) BigBase(tb testing.TB) string {
 	if out, err := exec.Command("dd", "if=/dev/zero", "of="+filepath.Join(tree, "big"), "bs=1M", "count=256").CombinedOutput(); err != nil {
 		tb.Fatalf("dd: %v\n%s", err, out)
 	}
-	bah := func(args ...string) string {
-		tb.Helper()
-		cmd := exec.Command("buildah", append([]string{"--root", filepath.Join(dir, "storage"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs"}, args...)...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			tb.Fatalf("buildah %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-		}
-		return strings.TrimSpace(string(out))
-	}
+	bah := scratchBuildah(tb, dir)
 	ctr := bah("from", "--quiet", "--tls-verify=false", base)
 	bah("copy", ctr, tree, "/opt")
 	bah("commit", "--quiet", "--rm", ctr, "localhost/big-base")
-	ref := w.Registry.Addr + "/base/big:1"
 	bah("push", "--quiet", "--tls-verify=false", "localhost/big-base", "docker://"+ref)
-	w.bigBase = ref
-	return ref
 }
 
 // GitRepo makes a repository of files (path -> content) in one commit on
@@ -115,7 +115,18 @@ func (w *World) BigBase(tb testing.TB) string {
 // its URL.
 func (w *World) GitRepo(tb testing.TB, name string, files map[string]string) string {
 	tb.Helper()
-	src := filepath.Join(filepath.Dir(w.gitBase), name+"-src")
+	MakeGitRepo(tb, w.gitBase, name, files)
+	url := w.Git.URL(name + ".git")
+	w.Git.WaitReady(tb, url)
+	return url
+}
+
+// MakeGitRepo makes a repository of files (path -> content) in one commit
+// on main, as the bare repository base/name.git, for a git daemon serving
+// base (its work tree goes beside base, as name-src).
+func MakeGitRepo(tb testing.TB, base, name string, files map[string]string) {
+	tb.Helper()
+	src := filepath.Join(filepath.Dir(base), name+"-src")
 	for p, content := range files {
 		full := filepath.Join(src, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -130,7 +141,7 @@ func (w *World) GitRepo(tb testing.TB, name string, files map[string]string) str
 		cmd := exec.Command("git", args...)
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=fixture", "GIT_AUTHOR_EMAIL=fixture@example.com",
-			"GIT_COMMITTER_NAME=fixture", "GIT_COMMITTER_EMAIL=fixture@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+filepath.Dir(w.gitBase))
+			"GIT_COMMITTER_NAME=fixture", "GIT_COMMITTER_EMAIL=fixture@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+filepath.Dir(base))
 		if b, err := cmd.CombinedOutput(); err != nil {
 			tb.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, b)
 		}
@@ -138,12 +149,9 @@ func (w *World) GitRepo(tb testing.TB, name string, files map[string]string) str
 	git("init", "-q", "-b", "main")
 	git("add", ".")
 	git("commit", "-q", "-m", name)
-	if out, err := exec.Command("git", "clone", "-q", "--bare", src, filepath.Join(w.gitBase, name+".git")).CombinedOutput(); err != nil {
+	if out, err := exec.Command("git", "clone", "-q", "--bare", src, filepath.Join(base, name+".git")).CombinedOutput(); err != nil {
 		tb.Fatalf("git clone --bare: %v\n%s", err, out)
 	}
-	url := w.Git.URL(name + ".git")
-	w.Git.WaitReady(tb, url)
-	return url
 }
 
 // GenerateCatalog generates the catalog of a configuration (YAML on top of
@@ -190,8 +198,9 @@ func BuildahVersion(tb testing.TB) (string, int, int) {
 	return v, major, minor
 }
 
-// LayerEntries lists the paths in an image's last layer, from the registry.
-func LayerEntries(ctx context.Context, ref, tmp string) ([]string, error) {
+// LayerHeaders reads the tar headers of an image's last layer, from the
+// registry, each name without a leading "./".
+func LayerHeaders(ctx context.Context, ref, tmp string) ([]*tar.Header, error) {
 	dir, layers, err := copyImage(ctx, ref, tmp)
 	if err != nil {
 		return nil, err
@@ -208,16 +217,17 @@ func LayerEntries(ctx context.Context, ref, tmp string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var names []string
+	var hs []*tar.Header
 	tr := tar.NewReader(gz)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return names, nil
+			return hs, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		names = append(names, strings.TrimPrefix(h.Name, "./"))
+		h.Name = strings.TrimPrefix(h.Name, "./")
+		hs = append(hs, h)
 	}
 }

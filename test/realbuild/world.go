@@ -38,7 +38,6 @@ type World struct {
 	gitBase  string                 // what the git daemon serves
 	layers   map[int]*LayersFixture // by cost
 	busybox  string
-	bigBase  string // BigBase's reference
 }
 
 // tools maps each binary the tests run to the Debian package that has it.
@@ -554,9 +553,9 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
-// SkopeoPrefix, when set, is put before the skopeo command line: the
-// cluster test's registry listens inside a network namespace, where
-// skopeo must run (nsenter --net=...).
+// SkopeoPrefix, when set, is put before the skopeo command line (and the
+// buildah of PushBusyboxBase and PushBigBase): the cluster test's registry
+// listens inside a network namespace, where they must run (nsenter --net=...).
 var SkopeoPrefix []string
 
 // Skopeo runs skopeo against the plain-HTTP test registry.
