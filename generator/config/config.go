@@ -106,6 +106,9 @@ type Build struct {
 	// Cache is the default of the build's CACHE param: buildah's layer cache
 	// in the registry, one repository per architecture.
 	Cache bool `json:"cache"`
+	// UserNamespaces runs every pod of the catalog with hostUsers: false
+	// (userns.go).
+	UserNamespaces bool `json:"userNamespaces"`
 }
 
 // AppArmor names the profile the build step runs under and how it is requested.
@@ -448,6 +451,7 @@ func (c *Config) Validate() []FieldError {
 	if c.Build.PushRetries < 0 || c.Build.PushRetries > 10 {
 		add("build.pushRetries", "%d is out of range; use 0 to 10", c.Build.PushRetries)
 	}
+	errs = append(errs, c.validateUserNamespaces()...)
 
 	if msgs := validation.IsDNS1123Subdomain(c.AppArmor.Profile); len(msgs) > 0 {
 		add("apparmor.profile", "%q is not a usable profile name: %s (the security-profiles-operator names an object after it)", c.AppArmor.Profile, strings.Join(msgs, "; "))

@@ -235,6 +235,9 @@ type RunOptions struct {
 	// Cache, if true, passes CACHE "true" (the layer cache); otherwise the
 	// Pipeline's default decides.
 	Cache bool
+	// HostUsers, if set, is every TaskRun pod's spec.hostUsers
+	// (build.userNamespaces: false).
+	HostUsers *bool
 }
 
 // ExampleRunOptions is the example configuration's run.
@@ -249,6 +252,7 @@ func ExampleRunOptions(cfg *config.Config) RunOptions {
 		ServiceAccount: cfg.Example.ServiceAccount,
 		Architectures:  cfg.Architectures,
 		Cache:          cfg.Build.Cache,
+		HostUsers:      cfg.Build.HostUsers(),
 	}
 }
 
@@ -279,6 +283,11 @@ func PipelineRun(o RunOptions) *v1.PipelineRun {
 	}
 	if o.ServiceAccount != "" {
 		pr.Spec.TaskRunTemplate.ServiceAccountName = o.ServiceAccount
+	}
+	// The run's pod template, under every TaskRun's, manifest included:
+	// Tekton merges each taskRunSpec's pod template field by field over it.
+	if o.HostUsers != nil {
+		pr.Spec.TaskRunTemplate.PodTemplate = &pod.PodTemplate{HostUsers: o.HostUsers}
 	}
 	for _, a := range o.Architectures {
 		sel := map[string]string{corev1.LabelArchStable: a.Name}

@@ -126,6 +126,7 @@ func (o Options) Resolve(cfg *config.Config) (pipeline.RunOptions, error) {
 		RegistrySecret: secret,
 		ServiceAccount: sa,
 		Architectures:  archs,
+		HostUsers:      cfg.Build.HostUsers(),
 	}, nil
 }
 
