@@ -451,7 +451,6 @@ func (c *Config) Validate() []FieldError {
 	if c.Build.PushRetries < 0 || c.Build.PushRetries > 10 {
 		add("build.pushRetries", "%d is out of range; use 0 to 10", c.Build.PushRetries)
 	}
-	errs = append(errs, c.validateUserNamespaces()...)
 
 	if msgs := validation.IsDNS1123Subdomain(c.AppArmor.Profile); len(msgs) > 0 {
 		add("apparmor.profile", "%q is not a usable profile name: %s (the security-profiles-operator names an object after it)", c.AppArmor.Profile, strings.Join(msgs, "; "))

@@ -19,10 +19,3 @@ func (b Build) HostUsers() *bool {
 	f := false
 	return &f
 }
-
-// validateUserNamespaces checks what user namespaces rule out in the rest of
-// the configuration. Filled from measurements on the real node
-// (test/cluster, TestRealNode/userns-*).
-func (c *Config) validateUserNamespaces() []FieldError {
-	return nil
-}
