@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,6 +44,9 @@ func usernsConfig(t testing.TB, im nodeImages, namespace string) string {
 // deleted after it, sets it on every pod.
 func (s *stack) testUserns(t *testing.T, c catalog, n *realNode, w *nodeWorld, tag string, viaPolicy bool) {
 	params := map[string]string{"ALLOW_EMULATION": "true", "DOCKERFILE": "Dockerfile.run"}
+	// The kubelet empties a finished pod's emptyDirs: read them meanwhile.
+	disk := scanEmptyDirs()
+	defer disk.stop()
 	var r *prRun
 	var watch *credWatch
 	if viaPolicy {
@@ -75,7 +79,13 @@ func (s *stack) testUserns(t *testing.T, c catalog, n *realNode, w *nodeWorld, t
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkEmptyDirOwners(t, task, pod.UID, base)
+		disk.stop()
+		checkEmptyDirOwners(t, task, disk, pod.UID, base)
+		build, _ := watch.byStep(task, "step-build")
+		t.Logf("%s step-build: /var/lib/containers seen from the host through /proc/PID/root: uid %d", task, build.containersUID)
+		if build.containersUID != int64(base) {
+			t.Errorf("%s step-build: its /var/lib/containers is owned by %d seen from the host, want the pod's root %d", task, build.containersUID, base)
+		}
 	}
 }
 
@@ -161,32 +171,86 @@ func checkUsernsCreds(t testing.TB, w *credWatch, task string, seccompDefault bo
 	return base
 }
 
-// checkEmptyDirOwners reads, on the node's disk, who owns what the build
-// step wrote into its containers emptyDir (buildah's storage) and the clone
-// step into source, and logs it. The kubelet mounts a user-namespaced pod's
-// volumes idmapped with the pod's own mapping, so an ID k of the pod's is k
-// on disk.
-func checkEmptyDirOwners(t testing.TB, task string, podUID types.UID, base uint64) {
-	t.Helper()
-	for _, vol := range []string{"containers", "source"} {
-		dir := filepath.Join(kubeletRoot, "pods", string(podUID), "volumes", "kubernetes.io~empty-dir", vol)
-		owners := map[uint32]int{}
-		first := map[uint32]string{}
-		err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-			if err != nil || p == dir {
-				return nil
+// emptyDirScan records, while pods run, who owns the entries of every
+// pod's containers and source emptyDirs on the node's disk: for each, the
+// fullest listing seen.
+type emptyDirScan struct {
+	mu     sync.Mutex
+	best   map[string]map[uint32]int // volume dir -> owner UID -> entries
+	sample map[string]map[uint32]string
+	done   chan struct{}
+	exited chan struct{}
+	once   sync.Once
+}
+
+func scanEmptyDirs() *emptyDirScan {
+	d := &emptyDirScan{best: map[string]map[uint32]int{}, sample: map[string]map[uint32]string{}, done: make(chan struct{}), exited: make(chan struct{})}
+	go func() {
+		defer close(d.exited)
+		for {
+			select {
+			case <-d.done:
+				return
+			case <-time.After(200 * time.Millisecond):
 			}
-			st := fi.Sys().(*syscall.Stat_t)
-			owners[st.Uid]++
-			if _, ok := first[st.Uid]; !ok {
-				first[st.Uid] = strings.TrimPrefix(p, dir+"/")
+			for _, vol := range []string{"containers", "source"} {
+				dirs, _ := filepath.Glob(filepath.Join(kubeletRoot, "pods", "*", "volumes", "kubernetes.io~empty-dir", vol))
+				for _, dir := range dirs {
+					owners, sample := map[uint32]int{}, map[uint32]string{}
+					n := 0
+					_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+						if err != nil || p == dir {
+							return nil
+						}
+						if n++; n > 5000 {
+							return filepath.SkipAll
+						}
+						uid := fi.Sys().(*syscall.Stat_t).Uid
+						owners[uid]++
+						if _, ok := sample[uid]; !ok {
+							sample[uid] = strings.TrimPrefix(p, dir+"/")
+						}
+						return nil
+					})
+					d.mu.Lock()
+					if total(owners) > total(d.best[dir]) {
+						d.best[dir], d.sample[dir] = owners, sample
+					}
+					d.mu.Unlock()
+				}
 			}
-			return nil
-		})
-		if err != nil {
-			t.Errorf("%s: walking %s: %v", task, dir, err)
-			continue
 		}
+	}()
+	return d
+}
+
+func total(m map[uint32]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func (d *emptyDirScan) stop() {
+	d.once.Do(func() { close(d.done) })
+	<-d.exited
+}
+
+// checkEmptyDirOwners checks who owned, on the node's disk, what the build
+// step wrote into its containers emptyDir (buildah's storage) and the clone
+// step into source. The kubelet mounts a user-namespaced pod's volumes
+// idmapped with the pod's own mapping: an ID k of the pod's is k on disk,
+// and only through the mount (the processes' view) base+k. So what root in
+// the pod wrote is owned by 0 on disk, what git-sync wrote by 65533.
+func checkEmptyDirOwners(t testing.TB, task string, d *emptyDirScan, podUID types.UID, base uint64) {
+	t.Helper()
+	for _, tc := range []struct {
+		vol  string
+		want uint32 // the pod's ID of the step that writes there
+	}{{"containers", 0}, {"source", 65533}} {
+		dir := filepath.Join(kubeletRoot, "pods", string(podUID), "volumes", "kubernetes.io~empty-dir", tc.vol)
+		owners, sample := d.best[dir], d.sample[dir]
 		var uids []uint32
 		for u := range owners {
 			uids = append(uids, u)
@@ -194,11 +258,16 @@ func checkEmptyDirOwners(t testing.TB, task string, podUID types.UID, base uint6
 		sort.Slice(uids, func(i, j int) bool { return uids[i] < uids[j] })
 		var desc []string
 		for _, u := range uids {
-			desc = append(desc, fmt.Sprintf("uid %d: %d entries (e.g. %s)", u, owners[u], first[u]))
+			desc = append(desc, fmt.Sprintf("uid %d: %d entries (e.g. %s)", u, owners[u], sample[u]))
 		}
-		t.Logf("%s: emptyDir %s on the node's disk (pod range %d..%d): %s", task, vol, base, base+idsPerPod-1, strings.Join(desc, "; "))
-		if len(uids) == 0 {
-			t.Errorf("%s: emptyDir %s is empty: the step wrote nothing there", task, vol)
+		t.Logf("%s: emptyDir %s on the node's disk while it ran (the pod's range on the host %d..%d): %s", task, tc.vol, base, base+idsPerPod-1, strings.Join(desc, "; "))
+		if owners[tc.want] == 0 {
+			t.Errorf("%s: nothing in emptyDir %s owned by %d on the node's disk (the pod's ID of the step that writes there)", task, tc.vol, tc.want)
+		}
+		for _, u := range uids {
+			if uint64(u) >= base && uint64(u) < base+idsPerPod || u >= idsPerPod {
+				t.Errorf("%s: emptyDir %s has entries owned by %d on disk: not the pod's own IDs (idmapped volume)", task, tc.vol, u)
+			}
 		}
 	}
 }
