@@ -154,6 +154,14 @@ func TestKubernetesValidation(t *testing.T) {
 			if tc.cfg.Build.NeedsFuse() {
 				want["*v1.DaemonSet"]++
 			}
+			// The user-namespace policy only with build.userNamespaces.
+			if tc.cfg.Build.UserNamespaces {
+				want["*v1beta1.MutatingAdmissionPolicy"]++
+				want["*v1beta1.MutatingAdmissionPolicyBinding"]++
+			}
+			if _, ok := files[UsernsPolicyFile]; ok != tc.cfg.Build.UserNamespaces {
+				t.Errorf("%s generated: %v, want %v (build.userNamespaces)", UsernsPolicyFile, ok, tc.cfg.Build.UserNamespaces)
+			}
 			if _, ok := files[FusePluginFile]; ok != tc.cfg.Build.NeedsFuse() {
 				t.Errorf("%s generated: %v, want %v (build.storage %s)", FusePluginFile, ok, tc.cfg.Build.NeedsFuse(), tc.cfg.Build.Storage)
 			}

@@ -30,6 +30,9 @@ type ClusterObjects struct {
 	Identity          cluster.Identity
 	ArchPolicy        *admissionv1beta1.MutatingAdmissionPolicy
 	ArchPolicyBinding *admissionv1beta1.MutatingAdmissionPolicyBinding
+	// The user-namespace policy; nil unless build.userNamespaces.
+	UsernsPolicy        *admissionv1beta1.MutatingAdmissionPolicy
+	UsernsPolicyBinding *admissionv1beta1.MutatingAdmissionPolicyBinding
 }
 
 func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
@@ -55,6 +58,7 @@ func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
 	c.LoaderConfig, c.Loader = cluster.Loader(cfg, c.Seccomp, c.Profile)
 	c.Identity = cluster.NewIdentity(cfg)
 	c.ArchPolicy, c.ArchPolicyBinding = cluster.ArchPolicy(cfg)
+	c.UsernsPolicy, c.UsernsPolicyBinding = cluster.UsernsPolicy(cfg)
 	return c, nil
 }
 
@@ -70,6 +74,10 @@ const FusePluginFile = "examples/cluster/fuse-device-plugin.yaml"
 
 // ArchPolicyFile holds the arch-pinning admission policy and its binding.
 const ArchPolicyFile = "examples/cluster/arch-pinning.yaml"
+
+// UsernsPolicyFile holds the user-namespace admission policy and its
+// binding, generated only with build.userNamespaces.
+const UsernsPolicyFile = "examples/cluster/user-namespaces.yaml"
 
 // LoaderFile is the node-profile loader's manifest.
 const LoaderFile = "examples/cluster/node-profiles/node-profile-loader.yaml"
@@ -121,6 +129,16 @@ func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 			"# --runtime-config=admissionregistration.k8s.io/v1beta1=true. See examples/cluster/README.md.\n",
 		c.ArchPolicy, c.ArchPolicyBinding); err != nil {
 		return err
+	}
+	if c.UsernsPolicy != nil {
+		if err := multi(UsernsPolicyFile,
+			"# Gives every pod of this catalog's Tasks spec.hostUsers: false (build.userNamespaces),\n"+
+				"# however the run was started: kubectl apply -f "+UsernsPolicyFile+"\n"+
+				"# Nodes need "+config.UserNamespacesRequirements+".\n"+
+				"# Kubernetes 1.34/1.35: the API server needs the MutatingAdmissionPolicy feature, as for arch-pinning.yaml.\n",
+			c.UsernsPolicy, c.UsernsPolicyBinding); err != nil {
+			return err
+		}
 	}
 	files[SeccompFile(cfg)] = c.Seccomp
 	loaderNote := "# Install the seccomp profile " + cfg.Seccomp.Profile + " on every node"

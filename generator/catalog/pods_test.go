@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -111,9 +112,12 @@ func TestBuildPods(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Each TaskRun's pod template as Tekton's reconciler makes it: the
+			// taskRunSpec's merged over the run's (hostUsers is there).
+			runTmpl := o.Example.Spec.TaskRunTemplate.PodTemplate
 			specs := map[string]*podtpl.PodTemplate{}
 			for _, s := range o.Example.Spec.TaskRunSpecs {
-				specs[s.PipelineTaskName] = s.PodTemplate
+				specs[s.PipelineTaskName] = podtpl.MergePodTemplateWithDefault(s.PodTemplate, runTmpl)
 			}
 			for _, a := range cfg.Architectures {
 				var pt *v1.PipelineTask
@@ -140,6 +144,7 @@ func TestBuildPods(t *testing.T) {
 					params = append(params, p)
 				}
 				p := buildPod(t, cfg, o.Build, params, specs[pl.BuildTask(a)])
+				checkHostUsers(t, cfg, p, a.Platform()+" build pod")
 
 				if got := p.Spec.NodeSelector[corev1.LabelArchStable]; got != a.Name {
 					t.Errorf("%s: nodeSelector kubernetes.io/arch = %q", a.Platform(), got)
@@ -200,13 +205,31 @@ func TestBuildPods(t *testing.T) {
 				{Name: "IMAGE", Value: *v1.NewStructuredValues(cfg.Example.Image)},
 				{Name: "IMAGES", Value: *v1.NewStructuredValues(images[0], images[1:]...)},
 				{Name: "PLATFORMS", Value: *v1.NewStructuredValues(tasks.Platforms(cfg))},
-			}, nil)
+			}, runTmpl)
+			checkHostUsers(t, cfg, mp, "manifest pod")
 			if v := baselineViolations(mp); v != "" {
 				t.Errorf("the manifest pod is not admitted under Pod Security baseline: %s", v)
 			}
 			checkBuildahSecurity(t, cfg, mp, "step-manifest")
 		})
 	}
+}
+
+// checkHostUsers: a pod of a run with build.userNamespaces has hostUsers
+// false, any other leaves the field out (the node's user namespace).
+func checkHostUsers(t *testing.T, cfg *config.Config, p *corev1.Pod, what string) {
+	t.Helper()
+	want := cfg.Build.HostUsers()
+	if got := p.Spec.HostUsers; (got == nil) != (want == nil) || got != nil && *got != *want {
+		t.Errorf("%s: hostUsers %v, want %v (build.userNamespaces %v)", what, ptrString(got), ptrString(want), cfg.Build.UserNamespaces)
+	}
+}
+
+func ptrString(b *bool) string {
+	if b == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*b)
 }
 
 // checkBuildahSecurity: a buildah step runs under the Localhost seccomp

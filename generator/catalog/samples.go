@@ -43,9 +43,19 @@ func gitSyncSample(cfg *config.Config) *v1.TaskRun {
 				{Name: "GIT_URL", Value: str(cfg.Example.GitURL)},
 				{Name: "GIT_REF", Value: str(cfg.Example.GitRef)},
 			},
-			Workspaces: []v1.WorkspaceBinding{{Name: tasks.WorkspaceOutput, EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			Workspaces:  []v1.WorkspaceBinding{{Name: tasks.WorkspaceOutput, EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			PodTemplate: hostUsersTemplate(cfg),
 		},
 	}
+}
+
+// hostUsersTemplate is the pod template of a sample that needs no node
+// selection: spec.hostUsers with build.userNamespaces, else none.
+func hostUsersTemplate(cfg *config.Config) *pod.PodTemplate {
+	if h := cfg.Build.HostUsers(); h != nil {
+		return &pod.PodTemplate{HostUsers: h}
+	}
+	return nil
 }
 
 func registryWorkspace(cfg *config.Config) []v1.WorkspaceBinding {
@@ -75,7 +85,7 @@ func buildSample(cfg *config.Config) *v1.TaskRun {
 			},
 			Workspaces:         registryWorkspace(cfg),
 			ServiceAccountName: cfg.Example.ServiceAccount,
-			PodTemplate:        &pod.PodTemplate{NodeSelector: sel, Tolerations: a.Tolerations},
+			PodTemplate:        &pod.PodTemplate{NodeSelector: sel, Tolerations: a.Tolerations, HostUsers: cfg.Build.HostUsers()},
 		},
 	}
 }
@@ -103,6 +113,7 @@ func manifestSample(cfg *config.Config) *v1.TaskRun {
 			},
 			Workspaces:         registryWorkspace(cfg),
 			ServiceAccountName: cfg.Example.ServiceAccount,
+			PodTemplate:        hostUsersTemplate(cfg),
 		},
 	}
 }

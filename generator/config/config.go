@@ -97,6 +97,9 @@ type Build struct {
 	// Cache is the default of the build's CACHE param: buildah's layer cache
 	// in the registry, one repository per architecture.
 	Cache bool `json:"cache"`
+	// UserNamespaces runs every pod of the catalog with hostUsers: false
+	// (userns.go).
+	UserNamespaces bool `json:"userNamespaces"`
 }
 
 // AppArmor names the profile the build step runs under and how it is requested.

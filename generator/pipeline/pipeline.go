@@ -255,6 +255,9 @@ type RunOptions struct {
 	// Refs, if set, is the configuration whose references.mode says how the
 	// run refers to the Pipeline; nil: by name.
 	Refs *config.Config
+	// HostUsers, if set, is every TaskRun pod's spec.hostUsers
+	// (build.userNamespaces: false).
+	HostUsers *bool
 }
 
 func (o RunOptions) pipelineRef(name string) *v1.PipelineRef {
@@ -277,6 +280,7 @@ func ExampleRunOptions(cfg *config.Config) RunOptions {
 		Architectures:  cfg.Architectures,
 		Cache:          cfg.Build.Cache,
 		Refs:           cfg,
+		HostUsers:      cfg.Build.HostUsers(),
 	}
 }
 
@@ -307,6 +311,11 @@ func PipelineRun(o RunOptions) *v1.PipelineRun {
 	}
 	if o.ServiceAccount != "" {
 		pr.Spec.TaskRunTemplate.ServiceAccountName = o.ServiceAccount
+	}
+	// The run's pod template, under every TaskRun's, manifest included:
+	// Tekton merges each taskRunSpec's pod template field by field over it.
+	if o.HostUsers != nil {
+		pr.Spec.TaskRunTemplate.PodTemplate = &pod.PodTemplate{HostUsers: o.HostUsers}
 	}
 	for _, a := range o.Architectures {
 		sel := map[string]string{corev1.LabelArchStable: a.Name}

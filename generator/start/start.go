@@ -129,6 +129,7 @@ func (o Options) Resolve(cfg *config.Config) (pipeline.RunOptions, error) {
 		ServiceAccount: sa,
 		Architectures:  archs,
 		Refs:           cfg,
+		HostUsers:      cfg.Build.HostUsers(),
 	}, nil
 }
 

@@ -71,7 +71,6 @@ func Build(cfg *config.Config) *v1.Task {
 			},
 		},
 	}
-	t.Labels[BuildTaskLabel] = BuildName
 	appArmorAnnotations(cfg, t, BuildStep)
 	return t
 }

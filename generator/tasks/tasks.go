@@ -22,10 +22,12 @@ const (
 	ManifestName = "buildah-manifest"
 )
 
-// BuildTaskLabel, with the value BuildName, marks the build Task. Tekton
-// copies a Task's labels to its TaskRuns and their pods, which is how the
-// cluster's arch-pinning admission policy tells this catalog's build pods
-// from every other pod, whatever started the run.
+// BuildTaskLabel, with the value BuildName, marks the build Task (and with
+// its own name every other Task of the catalog). Tekton copies a Task's
+// labels to its TaskRuns and their pods, which is how the cluster's
+// admission policies tell this catalog's pods (the user-namespace policy)
+// and its build pods (arch pinning) from every other pod, whatever started
+// the run.
 const BuildTaskLabel = "tekton-multiarch.dev/task"
 
 // Step names. Tekton names a step's container step-<name>, which the
@@ -94,6 +96,7 @@ func meta(cfg *config.Config, name, displayName, tags string) metav1.ObjectMeta 
 		Name: name,
 		Labels: map[string]string{
 			"app.kubernetes.io/version": cfg.Catalog.Version,
+			BuildTaskLabel:              name,
 		},
 		Annotations: WithArtifactHub(cfg, map[string]string{
 			"tekton.dev/pipelines.minVersion": MinPipelinesVersion(cfg),

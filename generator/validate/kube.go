@@ -191,9 +191,9 @@ func CheckKubernetes(objs []KubeObject) error {
 }
 
 // mutatingPolicy: what the API server requires of a policy's shape, and
-// what this project requires of its one policy: only pod creations, a
-// label selector, and a failure policy that refuses rather than lets an
-// unpinned build pod through.
+// what this project requires of its policies (arch pinning, user
+// namespaces): only pod creations, a label selector, and a failure policy
+// that refuses rather than lets an unpinned or host-users build pod through.
 func mutatingPolicy(p *admissionv1beta1.MutatingAdmissionPolicy) field.ErrorList {
 	var errs field.ErrorList
 	spec := field.NewPath("spec")
@@ -201,8 +201,8 @@ func mutatingPolicy(p *admissionv1beta1.MutatingAdmissionPolicy) field.ErrorList
 	if mc == nil || len(mc.ResourceRules) == 0 {
 		return append(errs, field.Required(spec.Child("matchConstraints", "resourceRules"), "the resources the policy mutates"))
 	}
-	if mc.ObjectSelector == nil || len(mc.ObjectSelector.MatchLabels) == 0 {
-		errs = append(errs, field.Required(spec.Child("matchConstraints", "objectSelector"), "only the catalog's build pods may be touched"))
+	if mc.ObjectSelector == nil || len(mc.ObjectSelector.MatchLabels) == 0 && len(mc.ObjectSelector.MatchExpressions) == 0 {
+		errs = append(errs, field.Required(spec.Child("matchConstraints", "objectSelector"), "only the catalog's pods may be touched"))
 	} else if _, err := metav1.LabelSelectorAsSelector(mc.ObjectSelector); err != nil {
 		errs = append(errs, field.Invalid(spec.Child("matchConstraints", "objectSelector"), mc.ObjectSelector, err.Error()))
 	}

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds the cluster test's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, the kubelet and fuse device plugin of the real node,
+# kube-scheduler, kubectl, the kubelet, containerd v2 with its runc shim and ctr,
+# runc and the fuse device plugin of the real node,
 # the Tekton controller, kwok, the Tekton Triggers controller,
 # EventListener sink and core interceptors) from the wrapper modules in
 # tools/, into a cache directory outside the repo keyed by those modules' go.mod,
 # go.sum and sources. A cold build takes about 10 minutes on 2 cores (measured
-# 551 s, plus about 30 s for Triggers), so an existing directory for the current key
+# 551 s, plus about 30 s for Triggers, and 150 s for containerd and runc with
+# their modules), so an existing directory for the current key
 # is reused as is.
 #
 #   build-tools.sh           build if needed; print the binary directory on stdout
@@ -26,13 +28,15 @@ k8s_version=v1.35.4
 # tkn, the Tekton CLI users read build logs with (tkn pipelinerun logs).
 tkn_version=v0.46.0
 # Bump when the build commands below change in a way the key would not notice.
-recipe="recipe=2 k8s=$k8s_version tkn=$tkn_version"
+recipe="recipe=3 k8s=$k8s_version tkn=$tkn_version"
 
 key=$(
 	{
 		echo "$recipe"
 		go env GOOS GOARCH
-		for m in etcd kubernetes kwok tekton triggers; do
+		# runc links the machine's libseccomp.
+		dpkg-query -W -f '${Version}\n' libseccomp-dev 2>/dev/null || true
+		for m in containerd etcd kubernetes kwok runc tekton triggers; do
 			cat "$tools/$m/go.mod" "$tools/$m/go.sum" "$tools/$m"/*.go
 		done
 		for f in "$tools"/*/*/*.go; do
@@ -43,7 +47,8 @@ key=$(
 dir=$cache/cluster-bin/$key
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet fuse-device-plugin
 	controller resolvers kwok
-	triggers-controller triggers-eventlistenersink triggers-interceptors tkn)
+	triggers-controller triggers-eventlistenersink triggers-interceptors tkn
+	containerd containerd-shim-runc-v2 ctr runc)
 
 if [ "${1:-}" = "--dir" ]; then
 	echo "$dir"
@@ -111,6 +116,20 @@ step tkn bash -c "src=\$(go mod download -json github.com/tektoncd/cli@$tkn_vers
 	cp -r \"\$src\" '$tmp/cli-src' && chmod -R u+w '$tmp/cli-src' && cd '$tmp/cli-src' && \
 	go build -ldflags='-s -w -X github.com/tektoncd/cli/pkg/cmd/version.clientVersion=$tkn_version' -o '$tmp/tkn' ./cmd/tkn && \
 	rm -rf '$tmp/cli-src'"
+# The real node's container runtime: containerd v2 and runc >= 1.2 run
+# user-namespaced pods (hostUsers: false), Debian 12's containerd 1.6 and runc
+# 1.1 cannot. Flags as their Makefiles set them: containerd and its shim
+# without cgo (the shim static, without gRPC), runc with cgo and libseccomp
+# (Debian's libseccomp-dev) as a PIE.
+containerd_version=$(awk '$1 == "require" && $2 == "github.com/containerd/containerd/v2" { print $3 }' "$tools/containerd/go.mod")
+cpkg=github.com/containerd/containerd/v2
+step containerd bash -c "cd '$tools/containerd' && \
+	CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -ldflags='-s -w -X $cpkg/version.Version=$containerd_version' \
+		-o '$tmp/' $cpkg/cmd/containerd $cpkg/cmd/ctr && \
+	CGO_ENABLED=0 go build -trimpath -tags 'urfave_cli_no_docs no_grpc' -ldflags='-s -w -X $cpkg/version.Version=$containerd_version' \
+		-o '$tmp/' $cpkg/cmd/containerd-shim-runc-v2"
+step runc bash -c "cd '$tools/runc' && CGO_ENABLED=1 go build -trimpath -buildmode=pie -tags 'seccomp urfave_cli_no_docs' \
+	-ldflags='-s -w' -o '$tmp/runc' github.com/opencontainers/runc"
 step kwok bash -c "cd '$tools/kwok' && go build -ldflags='-s -w' -o '$tmp/kwok' sigs.k8s.io/kwok/cmd/kwok"
 
 rm -rf "$dir"

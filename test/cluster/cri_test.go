@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,6 +108,10 @@ type procCreds struct {
 	noNewPrivs  bool
 	seccompMode string // 0 none, 1 strict, 2 filter
 	uidMap      string
+	// containersUID owns the container's /var/lib/containers (the build
+	// step's emptyDir), seen from the host through /proc/PID/root; -1 where
+	// the container has none.
+	containersUID int64
 }
 
 func readProcCreds(pid int) (procCreds, error) {
@@ -141,6 +146,11 @@ func readProcCreds(pid int) (procCreds, error) {
 		return procCreds{}, err
 	}
 	pc.uidMap = strings.Join(strings.Fields(string(m)), " ")
+	pc.containersUID = -1
+	var st syscall.Stat_t
+	if syscall.Stat(fmt.Sprintf("/proc/%d/root/var/lib/containers", pid), &st) == nil {
+		pc.containersUID = int64(st.Uid)
+	}
 	return pc, nil
 }
 

@@ -34,7 +34,9 @@ type nodeProvider interface {
 	startNodes(t testing.TB, s *stack)
 }
 
-// The real node: a kubelet with Debian's containerd and runc, on a CNI
+// The real node: a kubelet with containerd v2 and runc 1.3 (build-tools.sh
+// builds both: Debian 12's containerd 1.6 and runc 1.1 cannot run
+// user-namespaced pods), on a CNI
 // bridge, all inside the stack's network namespace. Pods reach the node's
 // services (registry, git daemon) at the bridge's address; the API server
 // reaches the kubelet there too (logs, exec).
@@ -51,6 +53,9 @@ const (
 	// directory and the Localhost seccomp directory are fixed below it, and
 	// the catalog's profile loader installs into it.
 	kubeletRoot = "/var/lib/kubelet"
+	// debianRuncHandler is the node's second runtime handler, Debian's runc
+	// 1.1.5, for a RuntimeClass without user-namespace support.
+	debianRuncHandler = "debian-runc"
 )
 
 // realNode is one running real node.
@@ -59,12 +64,15 @@ type realNode struct {
 	// subtest must not stop when the subtest ends.
 	owner      testing.TB
 	dir        string // containerd root and state, CNI config, kubelet files
+	bin        string // the stack's binaries: containerd, ctr, runc, kubelet
 	socket     string // containerd's CRI socket
 	images     nodeImages
 	kubelet    *proc
 	starts     int // kubelet starts so far
 	kubeletCfg string
-	cri        *criClient
+	// seccompDefault is the running kubelet's seccompDefault.
+	seccompDefault bool
+	cri            *criClient
 }
 
 // envImages names a directory of images (as build-images.sh makes them)
@@ -131,7 +139,6 @@ func requireRealNodeHost(t testing.TB) {
 	t.Helper()
 	var missing []string
 	for _, tool := range []struct{ path, pkg string }{
-		{"/usr/bin/containerd", "containerd"}, {"/usr/bin/ctr", "containerd"},
 		{"/usr/sbin/runc", "runc"}, {"/usr/lib/cni/bridge", "containernetworking-plugins"},
 		{"/usr/lib/cni/host-local", "containernetworking-plugins"}, {"/usr/lib/cni/loopback", "containernetworking-plugins"},
 	} {
@@ -191,12 +198,20 @@ func (s *stack) startRealNode(t testing.TB, images nodeImages) *realNode {
 	t.Helper()
 	lockRealNode(t)
 	requireRealNodeHost(t)
-	n := &realNode{owner: t, dir: filepath.Join(s.work, "node"), images: images}
+	n := &realNode{owner: t, dir: filepath.Join(s.work, "node"), bin: s.bin, images: images}
 	n.socket = filepath.Join(n.dir, "containerd.sock")
-	for _, d := range []string{"containerd-root", "containerd-state", "cni/net.d", "cni/ipam", "pod-logs"} {
+	for _, d := range []string{"root", "state", "cni/net.d", "cni/ipam", "pod-logs"} {
 		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// runc sets up a user-namespaced container's rootfs, under containerd's
+	// state directory, from inside the pod's user namespace, whose root is
+	// nobody to the work directory (os.MkdirTemp's 0700): every such sandbox
+	// failed with "remount-private dst=<state>/.../rootfs, flags=MS_PRIVATE:
+	// permission denied". Others may pass through, as through /run.
+	if err := os.Chmod(s.work, 0o711); err != nil {
+		t.Fatal(err)
 	}
 	reapLeftovers(t)
 	kubeletExisted := exists(kubeletRoot)
@@ -228,7 +243,9 @@ func (s *stack) startRealNode(t testing.TB, images nodeImages) *realNode {
 
 	s.bridge(t)
 	s.writeContainerdConfig(t, n)
-	s.start(t, "containerd", nil, "/usr/bin/containerd", "--config", filepath.Join(n.dir, "containerd.toml"))
+	// containerd finds its shim, containerd-shim-runc-v2, on its PATH.
+	s.start(t, "containerd", []string{"PATH=" + s.bin + ":" + os.Getenv("PATH")},
+		filepath.Join(s.bin, "containerd"), "--config", filepath.Join(n.dir, "containerd.toml"))
 	n.cri = dialCRI(t, n.socket)
 	// Registered after containerd's stop, so it runs before it: the
 	// kubelet (started below, stopped earlier still) must not recreate
@@ -263,25 +280,15 @@ func (s *stack) bridge(t testing.TB) {
 }
 
 // writeContainerdConfig writes containerd's own configuration: everything
-// under the node's directory, Debian's runc and CNI plugins, the test's
-// sandbox image.
+// under the node's directory, the test's sandbox image, two runtimes: runc
+// (>= 1.2, built by build-tools.sh; the default) and debianRuncHandler
+// (Debian's runc 1.1, which has no idmapped mounts: containerd reports that
+// handler without user-namespace support), and Debian's CNI plugins.
 func (s *stack) writeContainerdConfig(t testing.TB, n *realNode) {
 	t.Helper()
-	cfg := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = %q
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-
+	cfg := realbuild.ContainerdConfig(n.dir, n.socket) + fmt.Sprintf(`
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = %q
-  # This machine's root lacks CAP_SYS_RESOURCE: runc cannot lower a
-  # sandbox's oom_score_adj below its own, and every sandbox would fail.
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -289,12 +296,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = %q
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%s]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%s.options]
         BinaryName = "/usr/sbin/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %q
-`, filepath.Join(n.dir, "containerd-root"), filepath.Join(n.dir, "containerd-state"), n.socket,
-		filepath.Join(n.dir, "opt"), n.images.ref(t, "PAUSE_IMAGE"), filepath.Join(n.dir, "cni/net.d"))
+`, n.images.ref(t, "PAUSE_IMAGE"), filepath.Join(s.bin, "runc"), debianRuncHandler, debianRuncHandler, filepath.Join(n.dir, "cni/net.d"))
 	write(t, filepath.Join(n.dir, "containerd.toml"), []byte(cfg))
 	cni := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
@@ -332,7 +342,7 @@ func (n *realNode) importImages(t testing.TB) {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, a := range archives {
 		for {
-			out, err := exec.Command("ctr", "--address", n.socket, "-n", "k8s.io", "images", "import", a).CombinedOutput()
+			out, err := exec.Command(filepath.Join(n.bin, "ctr"), "--address", n.socket, "-n", "k8s.io", "images", "import", a).CombinedOutput()
 			if err == nil {
 				break
 			}
@@ -385,6 +395,7 @@ evictionHard:
 resolvConf: ""
 `, bridgeIP, n.socket, filepath.Join(n.dir, "pod-logs"), seccompDefault)
 	write(t, n.kubeletCfg, []byte(cfg))
+	n.seccompDefault = seccompDefault
 }
 
 // writeNodeKubeconfig gives the kubelet the credentials of a node

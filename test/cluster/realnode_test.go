@@ -122,6 +122,9 @@ func TestRealNode(t *testing.T) {
 	c := generateVariant(t, s.repo, realNodeConfig(t, s.images, "real-node-builds", ""))
 	s.install(t, c)
 	s.installNodeProfiles(t, c)
+	// User-namespaced builds (build.userNamespaces): a catalog of their own.
+	cu := generateVariant(t, s.repo, usernsConfig(t, s.images, "real-node-userns"))
+	s.install(t, cu)
 
 	t.Run("emulated-arm64", func(t *testing.T) {
 		r, watch := s.runOnRealNode(t, c, n, w, "v1", map[string]string{"ALLOW_EMULATION": "true", "DOCKERFILE": "Dockerfile.run"})
@@ -154,11 +157,20 @@ func TestRealNode(t *testing.T) {
 		s.checkRealRun(t, r, w, "fuse")
 		checkStorageLine(t, s, r, `storage: fuse-overlayfs \(STORAGE=fuse-overlayfs`)
 	})
+	t.Run("userns", func(t *testing.T) { s.testUserns(t, cu, n, w, "userns", false) })
+	t.Run("userns-unsupported-runtime", func(t *testing.T) { s.testUsernsUnsupported(t, cu, n, w) })
 	t.Run("seccomp-default", func(t *testing.T) {
 		s.restartKubelet(t, n, true)
 		r, watch := s.runOnRealNode(t, c, n, w, "v2", map[string]string{"ALLOW_EMULATION": "true", "DOCKERFILE": "Dockerfile.run"})
 		s.checkRealRun(t, r, w, "v2")
 		checkStepCreds(t, watch, true)
+	})
+	t.Run("userns-seccomp-default", func(t *testing.T) {
+		if !n.seccompDefault {
+			s.restartKubelet(t, n, true)
+		}
+		// And the pods get hostUsers from the admission policy, as a tkn run's.
+		s.testUserns(t, cu, n, w, "userns-seccomp", true)
 	})
 	t.Run("arch-guard", func(t *testing.T) {
 		r, _ := s.runOnRealNode(t, c, n, w, "v3", map[string]string{"ALLOW_EMULATION": "false"})
@@ -313,6 +325,33 @@ func (s *stack) loaderWithoutAppArmor(t testing.TB) {
 // each step container's real credentials meanwhile.
 func (s *stack) runOnRealNode(t testing.TB, c catalog, n *realNode, w *nodeWorld, tag string, params map[string]string) (*prRun, *credWatch) {
 	t.Helper()
+	r, watch := s.startOnRealNode(t, c, n, w, tag, params, nil)
+	s.waitRealRun(t, r, watch)
+	return r, watch
+}
+
+// waitRealRun waits for a run on the real node to end, then stops its watch.
+func (s *stack) waitRealRun(t testing.TB, r *prRun, watch *credWatch) {
+	t.Helper()
+	var pr *v1.PipelineRun
+	s.waitFor(t, "PipelineRun "+r.name+" done on the real node", 8*time.Minute, func(ctx context.Context) (bool, error) {
+		var err error
+		pr, err = r.get(ctx)
+		if err != nil {
+			return false, err
+		}
+		return pr.IsDone(), fmt.Errorf("PipelineRun %s: %s", r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
+	})
+	watch.stop()
+	t.Logf("PipelineRun %s: %s", r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
+}
+
+// startOnRealNode creates the example PipelineRun as runOnRealNode does,
+// with podTemplate's fields over the run's pod template (which keeps the
+// generated one's, hostUsers included; a nil value removes the field), and
+// returns at once; the caller stops the watch.
+func (s *stack) startOnRealNode(t testing.TB, c catalog, n *realNode, w *nodeWorld, tag string, params map[string]string, podTemplate map[string]any) (*prRun, *credWatch) {
+	t.Helper()
 	values := map[string]string{
 		"GIT_URL": w.fixture.URL, "GIT_REF": "main", "IMAGE": w.image(tag), "TLS_VERIFY": "false",
 	}
@@ -333,23 +372,25 @@ func (s *stack) runOnRealNode(t testing.TB, c catalog, n *realNode, w *nodeWorld
 		if tmpl == nil {
 			tmpl = map[string]any{}
 		}
-		tmpl["podTemplate"] = toMap(t, realNodePodTemplate())
+		pt, _ := tmpl["podTemplate"].(map[string]any)
+		if pt == nil {
+			pt = map[string]any{}
+		}
+		for k, v := range toMap(t, realNodePodTemplate()) {
+			pt[k] = v
+		}
+		for k, v := range podTemplate {
+			if v == nil {
+				delete(pt, k)
+				continue
+			}
+			pt[k] = v
+		}
+		tmpl["podTemplate"] = pt
 		spec["taskRunTemplate"] = tmpl
 	})
 	watch := watchCreds(n.cri, c.ns())
-	r := s.create(t, c, file)
-	var pr *v1.PipelineRun
-	s.waitFor(t, "PipelineRun "+r.name+" done on the real node", 8*time.Minute, func(ctx context.Context) (bool, error) {
-		var err error
-		pr, err = r.get(ctx)
-		if err != nil {
-			return false, err
-		}
-		return pr.IsDone(), fmt.Errorf("PipelineRun %s: %s", r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
-	})
-	watch.stop()
-	t.Logf("PipelineRun %s: %s", r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
-	return r, watch
+	return s.create(t, c, file), watch
 }
 
 // toMap is v as the generic map a YAML document holds.

@@ -42,20 +42,10 @@ func StartContainerd(tb testing.TB, dir string) *Containerd {
 		tb.Fatal(err)
 	}
 	c := &Containerd{Socket: filepath.Join(dir, "containerd.sock"), Namespace: "realbuild", dir: dir}
-	cfg := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = %q
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-
+	cfg := ContainerdConfig(dir, c.Socket) + `
 [plugins."io.containerd.grpc.v1.cri"]
   restrict_oom_score_adj = true
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.Socket, filepath.Join(dir, "opt"))
+`
 	cfgFile := filepath.Join(dir, "containerd.toml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		tb.Fatal(err)
@@ -78,6 +68,27 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// ContainerdConfig is the start of a containerd configuration (version 2,
+// which containerd 1.6 reads and 2.x migrates) for a private containerd
+// under dir: its root, state, opt directory and socket there, and the
+// plugins that cannot work here (or are not wanted) disabled. The caller
+// appends its CRI section, which should set restrict_oom_score_adj = true:
+// this machine's root lacks CAP_SYS_RESOURCE, and runc cannot lower a
+// container's oom_score_adj below its own.
+func ContainerdConfig(dir, socket string) string {
+	return fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = %q
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, filepath.Join(dir, "opt"))
 }
 
 func (c *Containerd) ctr(ctx context.Context, args ...string) *exec.Cmd {
