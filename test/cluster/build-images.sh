@@ -178,14 +178,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-step() {
-	local name=$1
-	shift
-	local t0=$SECONDS
-	echo "building $name ..." >&2
-	"$@" >&2
-	echo "built $name in $((SECONDS - t0))s" >&2
-}
+# shellcheck source=steps.sh source-path=SCRIPTDIR
+. "$here/steps.sh"
 
 ref() { echo "localhost/tekton-multiarch-test/$1:$key"; }
 

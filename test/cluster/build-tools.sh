@@ -84,14 +84,8 @@ mkdir -p "$cache/cluster-bin"
 tmp=$(mktemp -d "$cache/cluster-bin/.build-$key.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-step() {
-	local name=$1
-	shift
-	local t0=$SECONDS
-	echo "building $name ..." >&2
-	"$@" >&2
-	echo "built $name in $((SECONDS - t0))s" >&2
-}
+# shellcheck source=steps.sh source-path=SCRIPTDIR
+. "$here/steps.sh"
 
 total0=$SECONDS
 pkg=k8s.io/component-base/version
