@@ -129,7 +129,7 @@ func BenchmarkStorageModes(b *testing.B) {
 	step := func(bt buildTiming) time.Duration { return bt.step }
 	fmt.Printf("storage modes on the real node (buildah %s in the catalog's pods), %d builds each; "+
 		"mean buildah bud time (fastest) [build step's mean wall time]; ratios of the means (of the fastest); load average %s at the start, %s at the end:\n",
-		s.images.ref(b, "BUILDAH_VERSION"), *storageRounds*b.N, loadStart, load())
+		s.images.Ref(b, "BUILDAH_VERSION"), *storageRounds*b.N, loadStart, load())
 	for _, df := range dockerfiles {
 		fuse := mean(builds[key{df.name, "fuse-overlayfs"}], bud)
 		fuseFastest := fastest(builds[key{df.name, "fuse-overlayfs"}])

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -66,7 +65,7 @@ type realNode struct {
 	dir        string // containerd root and state, CNI config, kubelet files
 	bin        string // the stack's binaries: containerd, ctr, runc, kubelet
 	socket     string // containerd's CRI socket
-	images     nodeImages
+	images     *realbuild.NodeImages
 	kubelet    *proc
 	starts     int // kubelet starts so far
 	kubeletCfg string
@@ -79,24 +78,9 @@ type realNode struct {
 // instead of asking build-images.sh where the current ones are.
 const envImages = "TEKTON_MULTIARCH_NODE_IMAGES"
 
-// nodeImages are the images build-images.sh made, by role (images.env).
-type nodeImages struct {
-	dir  string
-	refs map[string]string // ENTRYPOINT_IMAGE, NOP_IMAGE, ... -> reference
-}
-
-func (im nodeImages) ref(t testing.TB, key string) string {
-	t.Helper()
-	r, ok := im.refs[key]
-	if !ok {
-		t.Fatalf("%s/images.env has no %s", im.dir, key)
-	}
-	return r
-}
-
 // loadNodeImages finds the images build-images.sh made for the current
 // sources, failing (naming the command) when they are not built.
-func loadNodeImages(t testing.TB) nodeImages {
+func loadNodeImages(t testing.TB) *realbuild.NodeImages {
 	t.Helper()
 	dir := os.Getenv(envImages)
 	if dir == "" {
@@ -106,23 +90,7 @@ func loadNodeImages(t testing.TB) nodeImages {
 		}
 		dir = strings.TrimSpace(string(out))
 	}
-	im := nodeImages{dir: dir, refs: map[string]string{}}
-	f, err := os.Open(filepath.Join(im.dir, "images.env"))
-	if err != nil {
-		t.Fatalf("the real node's images are not built (%v): run test/cluster/build-images.sh (make e2e-cluster does)", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
-		if ok && !strings.HasPrefix(k, "#") {
-			im.refs[k] = strings.Trim(v, `"'`)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return im
+	return realbuild.ReadNodeImages(t, dir)
 }
 
 // realNodeProvider starts one real node; node is set once it is Ready.
@@ -194,7 +162,7 @@ func lockRealNode(t testing.TB) {
 // networks), processes stopped by PID, mounts below the node's directories
 // detached, its cgroups removed, the kernel settings the kubelet changes put
 // back.
-func (s *stack) startRealNode(t testing.TB, images nodeImages) *realNode {
+func (s *stack) startRealNode(t testing.TB, images *realbuild.NodeImages) *realNode {
 	t.Helper()
 	lockRealNode(t)
 	requireRealNodeHost(t)
@@ -304,7 +272,7 @@ func (s *stack) writeContainerdConfig(t testing.TB, n *realNode) {
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %q
-`, n.images.ref(t, "PAUSE_IMAGE"), filepath.Join(s.bin, "runc"), debianRuncHandler, debianRuncHandler, filepath.Join(n.dir, "cni/net.d"))
+`, n.images.Ref(t, "PAUSE_IMAGE"), filepath.Join(s.bin, "runc"), debianRuncHandler, debianRuncHandler, filepath.Join(n.dir, "cni/net.d"))
 	write(t, filepath.Join(n.dir, "containerd.toml"), []byte(cfg))
 	cni := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
@@ -335,9 +303,9 @@ func (s *stack) writeContainerdConfig(t testing.TB, n *realNode) {
 // namespace, where the kubelet finds them: nothing is ever pulled.
 func (n *realNode) importImages(t testing.TB) {
 	t.Helper()
-	archives, err := filepath.Glob(filepath.Join(n.images.dir, "*.tar"))
+	archives, err := filepath.Glob(filepath.Join(n.images.Dir, "*.tar"))
 	if err != nil || len(archives) == 0 {
-		t.Fatalf("no image archives in %s (%v): run test/cluster/build-images.sh", n.images.dir, err)
+		t.Fatalf("no image archives in %s (%v): run test/cluster/build-images.sh", n.images.Dir, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for _, a := range archives {

@@ -96,7 +96,7 @@ func (s *stack) startNodeWorld(t testing.TB) *nodeWorld {
 // realNodeConfig is the test's configuration: the catalog's images are the
 // ones made here, and this kernel has no AppArmor. Nothing else differs
 // from the committed catalog's.
-func realNodeConfig(t testing.TB, im nodeImages, namespace, extra string) string {
+func realNodeConfig(t testing.TB, im *realbuild.NodeImages, namespace, extra string) string {
 	return fmt.Sprintf(`images:
   gitSync: %s
   buildah: %s
@@ -106,7 +106,7 @@ cluster:
   nodeProfileLoaderImage: %s
 example:
   namespace: %s
-`, im.ref(t, "GITSYNC_IMAGE"), im.ref(t, "BUILDAH_IMAGE"), im.ref(t, "SHELL_IMAGE"), namespace) + extra
+`, im.Ref(t, "GITSYNC_IMAGE"), im.Ref(t, "BUILDAH_IMAGE"), im.Ref(t, "SHELL_IMAGE"), namespace) + extra
 }
 
 // TestRealNode runs the catalog's pods in a real container runtime: a
@@ -136,7 +136,7 @@ func TestRealNode(t *testing.T) {
 		// overlay in buildah's user namespace, from buildah 1.35 on.
 		want := `storage: overlay \(STORAGE=auto: the kernel's overlay mounted here\)`
 		var minor int
-		v := s.images.ref(t, "BUILDAH_VERSION")
+		v := s.images.Ref(t, "BUILDAH_VERSION")
 		if _, err := fmt.Sscanf(v, "1.%d", &minor); err != nil {
 			t.Fatalf("BUILDAH_VERSION %q: %v", v, err)
 		}
@@ -274,7 +274,7 @@ func checkStorageLine(t testing.TB, s *stack, r *prRun, re string) {
 // profile anyway, and keep running rather than crash-loop.
 func (s *stack) loaderWithoutAppArmor(t testing.TB) {
 	const ns = "node-profiles-apparmor"
-	c := generateVariant(t, s.repo, fmt.Sprintf("cluster:\n  namespace: %s\n  nodeProfileLoaderImage: %s\n", ns, s.images.ref(t, "SHELL_IMAGE")))
+	c := generateVariant(t, s.repo, fmt.Sprintf("cluster:\n  namespace: %s\n  nodeProfileLoaderImage: %s\n", ns, s.images.Ref(t, "SHELL_IMAGE")))
 	if out, err := s.kubectl(t, c.dir, "create", "namespace", ns); err != nil {
 		t.Fatalf("kubectl create namespace %s: %v\n%s", ns, err, out)
 	}

@@ -21,6 +21,7 @@ import (
 	"knative.dev/pkg/apis"
 
 	gencatalog "github.com/tekton-multiarch/tekton-multiarch/generator/catalog"
+	"github.com/tekton-multiarch/tekton-multiarch/test/realbuild"
 )
 
 // idsPerPod is the size of the UID and GID range the kubelet gives each
@@ -28,7 +29,7 @@ import (
 const idsPerPod = 65536
 
 // usernsConfig is the real node's catalog with build.userNamespaces on.
-func usernsConfig(t testing.TB, im nodeImages, namespace string) string {
+func usernsConfig(t testing.TB, im *realbuild.NodeImages, namespace string) string {
 	return realNodeConfig(t, im, namespace, "build:\n  userNamespaces: true\n")
 }
 

@@ -23,6 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/tekton-multiarch/tekton-multiarch/test/realbuild"
 )
 
 const (
@@ -56,7 +58,7 @@ type stack struct {
 	tekton tekton.Interface
 	cfg    *rest.Config // the admin's, inside the namespace
 	procs  []*proc
-	images nodeImages // the real node's images, Tekton's among them
+	images *realbuild.NodeImages // the real node's images, Tekton's among them
 }
 
 // binDir finds the built binaries, failing (or skipping, only when asked
@@ -306,11 +308,11 @@ func (s *stack) installTekton(t testing.TB) {
 	}, filepath.Join(s.bin, "controller"),
 		"-kubeconfig="+s.pki.kubeconfig,
 		"-disable-ha",
-		"-entrypoint-image="+im.ref(t, "ENTRYPOINT_IMAGE"),
-		"-nop-image="+im.ref(t, "NOP_IMAGE"),
-		"-sidecarlogresults-image="+im.ref(t, "SIDECARLOGRESULTS_IMAGE"),
-		"-workingdirinit-image="+im.ref(t, "WORKINGDIRINIT_IMAGE"),
-		"-shell-image="+im.ref(t, "SHELL_IMAGE"),
+		"-entrypoint-image="+im.Ref(t, "ENTRYPOINT_IMAGE"),
+		"-nop-image="+im.Ref(t, "NOP_IMAGE"),
+		"-sidecarlogresults-image="+im.Ref(t, "SIDECARLOGRESULTS_IMAGE"),
+		"-workingdirinit-image="+im.Ref(t, "WORKINGDIRINIT_IMAGE"),
+		"-shell-image="+im.Ref(t, "SHELL_IMAGE"),
 		// No Windows node: the name only ends up in Windows pods' specs.
 		"-shell-image-win=registry.invalid/tekton-cluster-test/shell-win")
 }

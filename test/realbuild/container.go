@@ -210,17 +210,26 @@ func BuildNodeImages(tb testing.TB, repo string) *NodeImages {
 	if err != nil {
 		tb.Fatalf("test/cluster/build-images.sh: %v\n%s", err, stderr.String())
 	}
-	n := &NodeImages{Dir: strings.TrimSpace(string(out)), refs: map[string]string{}}
-	f, err := os.Open(filepath.Join(n.Dir, "images.env"))
+	return ReadNodeImages(tb, strings.TrimSpace(string(out)))
+}
+
+// ReadNodeImages reads the images.env of a directory build-images.sh made.
+func ReadNodeImages(tb testing.TB, dir string) *NodeImages {
+	tb.Helper()
+	n := &NodeImages{Dir: dir, refs: map[string]string{}}
+	f, err := os.Open(filepath.Join(dir, "images.env"))
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("the real node's images are not built (%v): run test/cluster/build-images.sh (make e2e-cluster does)", err)
 	}
 	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if k, v, ok := strings.Cut(s.Text(), "="); ok && !strings.HasPrefix(k, "#") {
-			n.refs[k] = v
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "="); ok && !strings.HasPrefix(k, "#") {
+			n.refs[k] = strings.Trim(v, `"'`)
 		}
+	}
+	if err := sc.Err(); err != nil {
+		tb.Fatal(err)
 	}
 	return n
 }
