@@ -565,8 +565,11 @@ func (s *stack) checkTknLogs(t testing.TB, r *prRun, w *nodeWorld) {
 	for _, want := range []string{
 		"[build-amd64 : clone] cloning " + w.fixture.URL + " at main",
 		"[build-amd64 : clone] cloned commit " + w.fixture.Commit,
-		"[build-arm64 : build] STEP 4/4: RUN [\"/app\", \"record\", \"/built-on\"]",
-		"[build-amd64 : build] STEP 4/4: RUN [\"/app\", \"record\", \"/built-on\"]",
+		"[build-arm64 : build] STEP 4/5: RUN [\"/app\", \"record\", \"/built-on\"]",
+		"[build-amd64 : build] STEP 4/5: RUN [\"/app\", \"record\", \"/built-on\"]",
+		// The OCI labels buildah adds as a last step, from the clone.
+		"[build-amd64 : build] STEP 5/5: LABEL \"org.opencontainers.image.source\"=\"" + w.fixture.URL +
+			"\" \"org.opencontainers.image.revision\"=\"" + w.fixture.Commit + "\"",
 		"[manifest : manifest]",
 	} {
 		if !strings.Contains(log, want) {
