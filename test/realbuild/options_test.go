@@ -22,10 +22,25 @@ func TestBuildOptions(t *testing.T) {
 	w := NewWorld(t)
 	ctx := context.Background()
 	fx := w.Options(t)
+	// wsDir lays files out as the kubelet's atomic writer does in a Secret
+	// or ConfigMap volume, which is what these workspaces are bound to:
+	// the files in a hidden timestamped directory, ..data a link to it, and
+	// each key a link through ..data. The scripts must take the keys and
+	// nothing of the rest.
 	wsDir := func(t *testing.T, files map[string]string) string {
 		d := t.TempDir()
+		ts := "..2026_12_02_17_00_00.123456789"
+		if err := os.Mkdir(filepath.Join(d, ts), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(ts, filepath.Join(d, "..data")); err != nil {
+			t.Fatal(err)
+		}
 		for name, content := range files {
-			if err := os.WriteFile(filepath.Join(d, name), []byte(content), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(d, ts, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(filepath.Join("..data", name), filepath.Join(d, name)); err != nil {
 				t.Fatal(err)
 			}
 		}
