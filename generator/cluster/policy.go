@@ -75,42 +75,24 @@ func ArchPolicy(cfg *config.Config) (*admissionv1beta1.MutatingAdmissionPolicy, 
 	}
 	tol.WriteString("[]")
 
-	policy := &admissionv1beta1.MutatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: ArchPolicyAPIVersion, Kind: "MutatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: ArchPolicyName, Labels: labels(ArchPolicyName)},
-		Spec: admissionv1beta1.MutatingAdmissionPolicySpec{
-			MatchConstraints: &admissionv1beta1.MatchResources{
-				ResourceRules: []admissionv1beta1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionv1beta1.RuleWithOperations{
-						Operations: []admissionv1beta1.OperationType{admissionv1beta1.Create},
-						Rule: admissionv1beta1.Rule{
-							APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
-						},
-					},
-				}},
-				ObjectSelector: &metav1.LabelSelector{MatchLabels: map[string]string{tasks.BuildTaskLabel: tasks.BuildName}},
-			},
-			MatchConditions: []admissionv1beta1.MatchCondition{
-				{Name: "builds-a-platform", Expression: stepEnv("e.name == \"PLATFORM\" && has(e.value) && e.value.matches(" + quote(platformRE) + ")")},
-				{Name: "not-pinned-by-the-run", Expression: "!has(object.spec.nodeSelector) || !(" + quote(corev1.LabelArchStable) + " in object.spec.nodeSelector)"},
-				{Name: "not-emulated", Expression: "!" + stepEnv("e.name == \"ALLOW_EMULATION\" && has(e.value) && e.value == \"true\"")},
-			},
-			Variables: []admissionv1beta1.Variable{
-				{Name: "platform", Expression: fmt.Sprintf("object.spec.containers.filter(c, c.name == %s)[0].env.filter(e, e.name == \"PLATFORM\")[0].value", quote(build))},
-				{Name: "nodeSelector", Expression: sel.String()},
-			},
-			Mutations: []admissionv1beta1.Mutation{
-				// JSON patches, not an apply configuration: a pod's
-				// nodeSelector and tolerations are atomic, which the API
-				// server refuses to merge ("may not mutate atomic arrays,
-				// maps or structs: .spec.nodeSelector, .spec.tolerations").
-				{PatchType: admissionv1beta1.PatchTypeJSONPatch, JSONPatch: &admissionv1beta1.JSONPatch{Expression: "has(object.spec.nodeSelector) ?\n" +
-					"variables.nodeSelector.map(k, JSONPatch{op: \"add\", path: \"/spec/nodeSelector/\" + jsonpatch.escapeKey(k), value: variables.nodeSelector[k]}) :\n" +
-					"[JSONPatch{op: \"add\", path: \"/spec/nodeSelector\", value: variables.nodeSelector}]"}},
-			},
-			FailurePolicy:      ptr(admissionv1beta1.Fail),
-			ReinvocationPolicy: admissionv1beta1.NeverReinvocationPolicy,
-		},
+	policy := podPolicy(ArchPolicyName, &metav1.LabelSelector{MatchLabels: map[string]string{tasks.BuildTaskLabel: tasks.BuildName}})
+	policy.Spec.MatchConditions = []admissionv1beta1.MatchCondition{
+		{Name: "builds-a-platform", Expression: stepEnv("e.name == \"PLATFORM\" && has(e.value) && e.value.matches(" + quote(platformRE) + ")")},
+		{Name: "not-pinned-by-the-run", Expression: "!has(object.spec.nodeSelector) || !(" + quote(corev1.LabelArchStable) + " in object.spec.nodeSelector)"},
+		{Name: "not-emulated", Expression: "!" + stepEnv("e.name == \"ALLOW_EMULATION\" && has(e.value) && e.value == \"true\"")},
+	}
+	policy.Spec.Variables = []admissionv1beta1.Variable{
+		{Name: "platform", Expression: fmt.Sprintf("object.spec.containers.filter(c, c.name == %s)[0].env.filter(e, e.name == \"PLATFORM\")[0].value", quote(build))},
+		{Name: "nodeSelector", Expression: sel.String()},
+	}
+	policy.Spec.Mutations = []admissionv1beta1.Mutation{
+		// JSON patches, not an apply configuration: a pod's
+		// nodeSelector and tolerations are atomic, which the API
+		// server refuses to merge ("may not mutate atomic arrays,
+		// maps or structs: .spec.nodeSelector, .spec.tolerations").
+		{PatchType: admissionv1beta1.PatchTypeJSONPatch, JSONPatch: &admissionv1beta1.JSONPatch{Expression: "has(object.spec.nodeSelector) ?\n" +
+			"variables.nodeSelector.map(k, JSONPatch{op: \"add\", path: \"/spec/nodeSelector/\" + jsonpatch.escapeKey(k), value: variables.nodeSelector[k]}) :\n" +
+			"[JSONPatch{op: \"add\", path: \"/spec/nodeSelector\", value: variables.nodeSelector}]"}},
 	}
 	if tol.String() != "[]" {
 		policy.Spec.Variables = append(policy.Spec.Variables, admissionv1beta1.Variable{Name: "hasTolerations", Expression: hasTolerations(cfg)})
@@ -121,12 +103,41 @@ func ArchPolicy(cfg *config.Config) (*admissionv1beta1.MutatingAdmissionPolicy, 
 				"[JSONPatch{op: \"add\", path: \"/spec/tolerations\", value: " + tol.String() + "}]"},
 		})
 	}
-	binding := &admissionv1beta1.MutatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: ArchPolicyAPIVersion, Kind: "MutatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: ArchPolicyName, Labels: labels(ArchPolicyName)},
-		Spec:       admissionv1beta1.MutatingAdmissionPolicyBindingSpec{PolicyName: ArchPolicyName},
+	return policy, policyBinding(ArchPolicyName)
+}
+
+// podPolicy is a MutatingAdmissionPolicy of pods being created whose labels
+// match selector, failing closed and run once; the caller adds its
+// conditions, variables and mutations.
+func podPolicy(name string, selector *metav1.LabelSelector) *admissionv1beta1.MutatingAdmissionPolicy {
+	return &admissionv1beta1.MutatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: ArchPolicyAPIVersion, Kind: "MutatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels(name)},
+		Spec: admissionv1beta1.MutatingAdmissionPolicySpec{
+			MatchConstraints: &admissionv1beta1.MatchResources{
+				ResourceRules: []admissionv1beta1.NamedRuleWithOperations{{
+					RuleWithOperations: admissionv1beta1.RuleWithOperations{
+						Operations: []admissionv1beta1.OperationType{admissionv1beta1.Create},
+						Rule: admissionv1beta1.Rule{
+							APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+						},
+					},
+				}},
+				ObjectSelector: selector,
+			},
+			FailurePolicy:      ptr(admissionv1beta1.Fail),
+			ReinvocationPolicy: admissionv1beta1.NeverReinvocationPolicy,
+		},
 	}
-	return policy, binding
+}
+
+// policyBinding binds the policy of that name cluster-wide.
+func policyBinding(name string) *admissionv1beta1.MutatingAdmissionPolicyBinding {
+	return &admissionv1beta1.MutatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: ArchPolicyAPIVersion, Kind: "MutatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels(name)},
+		Spec:       admissionv1beta1.MutatingAdmissionPolicyBindingSpec{PolicyName: name},
+	}
 }
 
 // hasTolerations is true for the platforms that have tolerations.

@@ -23,40 +23,17 @@ func UsernsPolicy(cfg *config.Config) (*admissionv1beta1.MutatingAdmissionPolicy
 	if !cfg.Build.UserNamespaces {
 		return nil, nil
 	}
-	policy := &admissionv1beta1.MutatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: ArchPolicyAPIVersion, Kind: "MutatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: UsernsPolicyName, Labels: labels(UsernsPolicyName)},
-		Spec: admissionv1beta1.MutatingAdmissionPolicySpec{
-			MatchConstraints: &admissionv1beta1.MatchResources{
-				ResourceRules: []admissionv1beta1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionv1beta1.RuleWithOperations{
-						Operations: []admissionv1beta1.OperationType{admissionv1beta1.Create},
-						Rule: admissionv1beta1.Rule{
-							APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
-						},
-					},
-				}},
-				ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-					Key: tasks.BuildTaskLabel, Operator: metav1.LabelSelectorOpIn,
-					Values: []string{tasks.GitSyncName, tasks.BuildName, tasks.ManifestName},
-				}}},
-			},
-			MatchConditions: []admissionv1beta1.MatchCondition{
-				{Name: "host-users-unset", Expression: "!has(object.spec.hostUsers)"},
-			},
-			Mutations: []admissionv1beta1.Mutation{
-				{PatchType: admissionv1beta1.PatchTypeJSONPatch, JSONPatch: &admissionv1beta1.JSONPatch{
-					Expression: `[JSONPatch{op: "add", path: "/spec/hostUsers", value: false}]`,
-				}},
-			},
-			FailurePolicy:      ptr(admissionv1beta1.Fail),
-			ReinvocationPolicy: admissionv1beta1.NeverReinvocationPolicy,
-		},
+	policy := podPolicy(UsernsPolicyName, &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: tasks.BuildTaskLabel, Operator: metav1.LabelSelectorOpIn,
+		Values: []string{tasks.GitSyncName, tasks.BuildName, tasks.ManifestName},
+	}}})
+	policy.Spec.MatchConditions = []admissionv1beta1.MatchCondition{
+		{Name: "host-users-unset", Expression: "!has(object.spec.hostUsers)"},
 	}
-	binding := &admissionv1beta1.MutatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: ArchPolicyAPIVersion, Kind: "MutatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: UsernsPolicyName, Labels: labels(UsernsPolicyName)},
-		Spec:       admissionv1beta1.MutatingAdmissionPolicyBindingSpec{PolicyName: UsernsPolicyName},
+	policy.Spec.Mutations = []admissionv1beta1.Mutation{
+		{PatchType: admissionv1beta1.PatchTypeJSONPatch, JSONPatch: &admissionv1beta1.JSONPatch{
+			Expression: `[JSONPatch{op: "add", path: "/spec/hostUsers", value: false}]`,
+		}},
 	}
-	return policy, binding
+	return policy, policyBinding(UsernsPolicyName)
 }
