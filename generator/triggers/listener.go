@@ -36,10 +36,15 @@ func eventListener(cfg *config.Config) *triggersv1.EventListener {
 func PushTrigger(cfg *config.Config) string { return cfg.Triggers.Provider + "-push" }
 
 func binding(cfg *config.Config) *triggersv1.TriggerBinding {
+	return newBinding(cfg, BindingName, bindingParams(cfg.Triggers.Provider))
+}
+
+// newBinding is the TriggerBinding name with params.
+func newBinding(cfg *config.Config, name string, params []triggersv1.Param) *triggersv1.TriggerBinding {
 	return &triggersv1.TriggerBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: apiVersion, Kind: "TriggerBinding"},
-		ObjectMeta: objectMeta(cfg, BindingName),
-		Spec:       triggersv1.TriggerBindingSpec{Params: bindingParams(cfg.Triggers.Provider)},
+		ObjectMeta: objectMeta(cfg, name),
+		Spec:       triggersv1.TriggerBindingSpec{Params: params},
 	}
 }
 
@@ -65,21 +70,26 @@ func bindingParams(provider string) []triggersv1.Param {
 }
 
 func triggerTemplate(cfg *config.Config) (*triggersv1.TriggerTemplate, error) {
-	raw, err := json.Marshal(pushRun(cfg))
+	return newTemplate(cfg, Name, pushRun(cfg), []triggersv1.ParamSpec{
+		{Name: "git-url", Description: "Repository to clone."},
+		{Name: "git-revision", Description: "The pushed commit, full SHA."},
+		{Name: "git-ref", Description: "The pushed ref (refs/heads/... or refs/tags/...)."},
+		{Name: "repository", Description: "The repository's full name."},
+		{Name: imageTagParam, Description: "Tag of the multi-arch image: the git tag, or the commit's first 12 hex digits."},
+	})
+}
+
+// newTemplate is the TriggerTemplate name that creates run from params.
+func newTemplate(cfg *config.Config, name string, run *v1.PipelineRun, params []triggersv1.ParamSpec) (*triggersv1.TriggerTemplate, error) {
+	raw, err := json.Marshal(run)
 	if err != nil {
 		return nil, err
 	}
 	return &triggersv1.TriggerTemplate{
 		TypeMeta:   metav1.TypeMeta{APIVersion: apiVersion, Kind: "TriggerTemplate"},
-		ObjectMeta: objectMeta(cfg, Name),
+		ObjectMeta: objectMeta(cfg, name),
 		Spec: triggersv1.TriggerTemplateSpec{
-			Params: []triggersv1.ParamSpec{
-				{Name: "git-url", Description: "Repository to clone."},
-				{Name: "git-revision", Description: "The pushed commit, full SHA."},
-				{Name: "git-ref", Description: "The pushed ref (refs/heads/... or refs/tags/...)."},
-				{Name: "repository", Description: "The repository's full name."},
-				{Name: imageTagParam, Description: "Tag of the multi-arch image: the git tag, or the commit's first 12 hex digits."},
-			},
+			Params:            params,
 			ResourceTemplates: []triggersv1.TriggerResourceTemplate{{RawExtension: runtime.RawExtension{Raw: raw}}},
 		},
 	}, nil

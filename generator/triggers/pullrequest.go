@@ -1,13 +1,10 @@
 package triggers
 
 import (
-	"encoding/json"
 	"strings"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
 )
@@ -105,33 +102,18 @@ func pullRequestBinding(cfg *config.Config) *triggersv1.TriggerBinding {
 			{Name: imageTagParam, Value: "mr-$(body.object_attributes.iid)"},
 		}
 	}
-	return &triggersv1.TriggerBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: apiVersion, Kind: "TriggerBinding"},
-		ObjectMeta: objectMeta(cfg, PullRequestName),
-		Spec:       triggersv1.TriggerBindingSpec{Params: params},
-	}
+	return newBinding(cfg, PullRequestName, params)
 }
 
 func pullRequestTemplate(cfg *config.Config) (*triggersv1.TriggerTemplate, error) {
-	raw, err := json.Marshal(pullRequestRun(cfg))
-	if err != nil {
-		return nil, err
-	}
-	return &triggersv1.TriggerTemplate{
-		TypeMeta:   metav1.TypeMeta{APIVersion: apiVersion, Kind: "TriggerTemplate"},
-		ObjectMeta: objectMeta(cfg, PullRequestName),
-		Spec: triggersv1.TriggerTemplateSpec{
-			Params: []triggersv1.ParamSpec{
-				{Name: "git-url", Description: "The pull request's head repository, to clone."},
-				{Name: "git-revision", Description: "The pull request's head commit, full SHA."},
-				{Name: "repository", Description: "The repository the pull request is for."},
-				{Name: "head-repository", Description: "The repository of its head: another one for a fork."},
-				{Name: "pull-request", Description: "The pull request's number."},
-				{Name: imageTagParam, Description: "Tag of the (never pushed) multi-arch image: pr-<number> (GitLab: mr-<iid>)."},
-			},
-			ResourceTemplates: []triggersv1.TriggerResourceTemplate{{RawExtension: runtime.RawExtension{Raw: raw}}},
-		},
-	}, nil
+	return newTemplate(cfg, PullRequestName, pullRequestRun(cfg), []triggersv1.ParamSpec{
+		{Name: "git-url", Description: "The pull request's head repository, to clone."},
+		{Name: "git-revision", Description: "The pull request's head commit, full SHA."},
+		{Name: "repository", Description: "The repository the pull request is for."},
+		{Name: "head-repository", Description: "The repository of its head: another one for a fork."},
+		{Name: "pull-request", Description: "The pull request's number."},
+		{Name: imageTagParam, Description: "Tag of the (never pushed) multi-arch image: pr-<number> (GitLab: mr-<iid>)."},
+	})
 }
 
 // pullRequestRun is the push run made build-only: PUSH "false", no Secret
