@@ -274,7 +274,7 @@ func NodeBuildah(ctx context.Context, tb testing.TB, repo string) string {
 	tb.Helper()
 	imgs := BuildNodeImages(tb, repo)
 	tmp := tb.TempDir()
-	dir, layers, err := copyArchive(ctx, imgs.Archive("BUILDAH_IMAGE"), tmp)
+	dir, layers, err := copyToDir(ctx, "oci-archive:"+imgs.Archive("BUILDAH_IMAGE"), tmp)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -296,32 +296,4 @@ func NodeBuildah(ctx context.Context, tb testing.TB, repo string) string {
 	}
 	tb.Fatalf("the buildah image %s has no /usr/bin/buildah", imgs.Archive("BUILDAH_IMAGE"))
 	return ""
-}
-
-// copyArchive is copyImage for an oci-archive file.
-func copyArchive(ctx context.Context, archive, tmp string) (string, []string, error) {
-	dir, err := os.MkdirTemp(tmp, "image-")
-	if err != nil {
-		return "", nil, err
-	}
-	if _, err := Skopeo(ctx, "copy", "--quiet", "oci-archive:"+archive, "dir:"+dir); err != nil {
-		return "", nil, err
-	}
-	mb, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil {
-		return "", nil, err
-	}
-	var m struct {
-		Layers []struct {
-			Digest string `json:"digest"`
-		} `json:"layers"`
-	}
-	if err := json.Unmarshal(mb, &m); err != nil {
-		return "", nil, err
-	}
-	var layers []string
-	for _, l := range m.Layers {
-		layers = append(layers, l.Digest)
-	}
-	return dir, layers, nil
 }

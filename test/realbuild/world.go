@@ -656,11 +656,18 @@ func FileFromImage(ctx context.Context, ref, tmp, path string) ([]byte, error) {
 // tmp (skopeo copy) and returns the directory and its layers' digests, in
 // order; each layer's blob is dir/<hex digest>.
 func copyImage(ctx context.Context, ref, tmp string) (string, []string, error) {
+	return copyToDir(ctx, "docker://"+ref, tmp, "--src-tls-verify=false")
+}
+
+// copyToDir is copyImage for any image skopeo reads (src with its
+// transport, e.g. oci-archive:FILE), with skopeo copy's extra flags.
+func copyToDir(ctx context.Context, src, tmp string, flags ...string) (string, []string, error) {
 	dir, err := os.MkdirTemp(tmp, "image-")
 	if err != nil {
 		return "", nil, err
 	}
-	if _, err := Skopeo(ctx, "copy", "--quiet", "--src-tls-verify=false", "docker://"+ref, "dir:"+dir); err != nil {
+	args := append(append([]string{"copy", "--quiet"}, flags...), src, "dir:"+dir)
+	if _, err := Skopeo(ctx, args...); err != nil {
 		return "", nil, err
 	}
 	mb, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
@@ -673,7 +680,7 @@ func copyImage(ctx context.Context, ref, tmp string) (string, []string, error) {
 		} `json:"layers"`
 	}
 	if err := json.Unmarshal(mb, &m); err != nil {
-		return "", nil, fmt.Errorf("manifest of %s: %w", ref, err)
+		return "", nil, fmt.Errorf("manifest of %s: %w", src, err)
 	}
 	var layers []string
 	for _, l := range m.Layers {
