@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	gentriggers "github.com/tekton-multiarch/tekton-multiarch/generator/triggers"
@@ -65,21 +64,7 @@ func (s *stack) pullRequests(t *testing.T, c catalog, sign func([]byte) string) 
 
 	t.Run("opened", func(t *testing.T) {
 		id := s.postEvent(t, raw, headers(raw))
-		var pr *v1.PipelineRun
-		s.waitFor(t, "the PipelineRun of pull-request event "+id, 60*time.Second, func(ctx context.Context) (bool, error) {
-			list, err := s.tekton.TektonV1().PipelineRuns(c.ns()).List(ctx, metav1.ListOptions{LabelSelector: eventIDKey + "=" + id})
-			if err != nil {
-				return false, err
-			}
-			if len(list.Items) > 1 {
-				t.Fatalf("%d PipelineRuns for one event", len(list.Items))
-			}
-			if len(list.Items) == 1 {
-				pr = &list.Items[0]
-				return true, nil
-			}
-			return false, fmt.Errorf("no PipelineRun labelled %s=%s yet", eventIDKey, id)
-		})
+		pr := s.eventRun(t, c.ns(), id)
 		t.Logf("event %s (pull request %d opened) created PipelineRun %s", id, fixture.Number, pr.Name)
 
 		image := repository(c.cfg.Example.Image) + ":" + fmt.Sprintf("pr-%d", fixture.Number)

@@ -220,17 +220,7 @@ func (s *stack) startCommand(t *testing.T, c catalog) {
 	// The Pipeline that takes its platforms at run time: only arm64 this time.
 	t.Run("matrix-pipeline", func(t *testing.T) {
 		r := cli.run(t, append(common, "--pipeline", "multiarch-build-matrix", "--arch", "arm64", "--follow", "--timeout", "2m")...)
-		pr := r.created(t, s, c)
-		got, err := pr.get(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Spec.PipelineRef.Name != "multiarch-build-matrix" || len(got.Spec.TaskRunSpecs) != 0 {
-			t.Errorf("run of %s with %d taskRunSpecs, want multiarch-build-matrix without", got.Spec.PipelineRef.Name, len(got.Spec.TaskRunSpecs))
-		}
-		s.driveMatrix(t, pr, "linux/arm64")
-		code := r.wait(t, 30*time.Second)
-		out := r.out.String()
+		code, out := s.followedMatrixArm64(t, c, r)
 		t.Logf("$ tekton-multiarch start --pipeline multiarch-build-matrix --arch arm64 --follow ...\n%s", out)
 		if code != 0 {
 			t.Errorf("start exited %d", code)
@@ -317,17 +307,7 @@ func (s *stack) startCommand(t *testing.T, c catalog) {
 			}
 			t.Cleanup(func() { s.kubectl(t, c.dir, "delete", "clusterrolebinding", sa+"-sees-arch-policy") })
 			r := cli.run(t, append(matrix, "--arch", "arm64")...)
-			pr := r.created(t, s, c)
-			got, err := pr.get(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Spec.PipelineRef.Name != "multiarch-build-matrix" || len(got.Spec.TaskRunSpecs) != 0 {
-				t.Errorf("run of %s with %d taskRunSpecs, want multiarch-build-matrix without", got.Spec.PipelineRef.Name, len(got.Spec.TaskRunSpecs))
-			}
-			s.driveMatrix(t, pr, "linux/arm64")
-			code := r.wait(t, 30*time.Second)
-			out := r.out.String()
+			code, out := s.followedMatrixArm64(t, c, r)
 			t.Logf("$ tekton-multiarch start --pipeline multiarch-build-matrix --arch arm64 --follow ... (as %s, with the policy reader)\n%s", sa, out)
 			if code != 0 || strings.Contains(out, "cannot read the arch-pinning") {
 				t.Errorf("exit %d, or start could not read the policy with %s bound", code, "multiarch-build-arch-policy-reader")
@@ -377,4 +357,23 @@ func (s *stack) startCommand(t *testing.T, c catalog) {
 			t.Errorf("PipelineRun %s ended when start timed out", pr.name)
 		}
 	})
+}
+
+// followedMatrixArm64 drives the matrix run a `start --pipeline
+// multiarch-build-matrix --arch arm64 --follow` made (no taskRunSpecs: the
+// policy pins it) to success on the kwok nodes, and returns start's exit
+// code and output.
+func (s *stack) followedMatrixArm64(t *testing.T, c catalog, r *running) (int, string) {
+	t.Helper()
+	pr := r.created(t, s, c)
+	got, err := pr.get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Spec.PipelineRef.Name != "multiarch-build-matrix" || len(got.Spec.TaskRunSpecs) != 0 {
+		t.Errorf("run of %s with %d taskRunSpecs, want multiarch-build-matrix without", got.Spec.PipelineRef.Name, len(got.Spec.TaskRunSpecs))
+	}
+	s.driveMatrix(t, pr, "linux/arm64")
+	code := r.wait(t, 30*time.Second)
+	return code, r.out.String()
 }

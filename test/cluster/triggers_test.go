@@ -124,21 +124,7 @@ func (s *stack) triggers(t *testing.T, c catalog) {
 			t.Fatalf("no %q in %s to replace", `"ref": "`+push.Ref+`"`, pushFixture)
 		}
 		id := s.postEvent(t, body, map[string]string{"X-Hub-Signature-256": sign(body)})
-		var pr *v1.PipelineRun
-		s.waitFor(t, "the PipelineRun of event "+id, 60*time.Second, func(ctx context.Context) (bool, error) {
-			list, err := s.tekton.TektonV1().PipelineRuns(c.ns()).List(ctx, metav1.ListOptions{LabelSelector: eventIDKey + "=" + id})
-			if err != nil {
-				return false, err
-			}
-			if len(list.Items) > 1 {
-				t.Fatalf("%d PipelineRuns for one event", len(list.Items))
-			}
-			if len(list.Items) == 1 {
-				pr = &list.Items[0]
-				return true, nil
-			}
-			return false, fmt.Errorf("no PipelineRun labelled %s=%s yet", eventIDKey, id)
-		})
+		pr := s.eventRun(t, c.ns(), id)
 		t.Logf("event %s (%s) created PipelineRun %s", id, ref, pr.Name)
 
 		image := repository(c.cfg.Example.Image) + ":" + tag
@@ -405,6 +391,28 @@ spec:
 		"-el-events=disable")
 }
 
+// eventRun waits for the one PipelineRun the listener made of event id (the
+// Triggers controller labels it with the event's ID), failing on more.
+func (s *stack) eventRun(t *testing.T, ns, id string) *v1.PipelineRun {
+	t.Helper()
+	var pr *v1.PipelineRun
+	s.waitFor(t, "the PipelineRun of event "+id, 60*time.Second, func(ctx context.Context) (bool, error) {
+		list, err := s.tekton.TektonV1().PipelineRuns(ns).List(ctx, metav1.ListOptions{LabelSelector: eventIDKey + "=" + id})
+		if err != nil {
+			return false, err
+		}
+		if len(list.Items) > 1 {
+			t.Fatalf("%d PipelineRuns for one event", len(list.Items))
+		}
+		if len(list.Items) == 1 {
+			pr = &list.Items[0]
+			return true, nil
+		}
+		return false, fmt.Errorf("no PipelineRun labelled %s=%s yet", eventIDKey, id)
+	})
+	return pr
+}
+
 // startSink runs cmd/eventlistenersink for the generated EventListener, with
 // the arguments the controller gives its Deployment, as the listener's
 // ServiceAccount (a token from the TokenRequest API): the RBAC in
@@ -472,21 +480,7 @@ func (s *stack) triggeredMatrix(t *testing.T, c catalog, payload []byte, commit,
 	time.Sleep(2 * time.Second)
 
 	id := s.postEvent(t, payload, map[string]string{"X-Hub-Signature-256": sign(payload)})
-	var pr *v1.PipelineRun
-	s.waitFor(t, "the PipelineRun of event "+id, 60*time.Second, func(ctx context.Context) (bool, error) {
-		list, err := s.tekton.TektonV1().PipelineRuns(c.ns()).List(ctx, metav1.ListOptions{LabelSelector: eventIDKey + "=" + id})
-		if err != nil {
-			return false, err
-		}
-		if len(list.Items) > 1 {
-			t.Fatalf("%d PipelineRuns for one event", len(list.Items))
-		}
-		if len(list.Items) == 1 {
-			pr = &list.Items[0]
-			return true, nil
-		}
-		return false, fmt.Errorf("no PipelineRun labelled %s=%s yet", eventIDKey, id)
-	})
+	pr := s.eventRun(t, c.ns(), id)
 	image := repository(c.cfg.Example.Image) + ":" + commit[:12]
 	var platforms []string
 	for _, a := range c.cfg.Architectures {
