@@ -94,6 +94,36 @@ func deliver(t *testing.T, cfg *config.Config, o triggers.Objects, e event) (*v1
 	return deliverTo(t, cfg, o, e, triggers.PushTrigger(cfg))
 }
 
+// deliverChecked builds cfg's objects and delivers e (deliverTo) with its
+// outcome checked: where wantRun, the trigger must make the run, which is
+// returned; else it must stop the event with a reason starting with dropBy
+// (the interceptor's name), and nil is returned.
+func deliverChecked(t *testing.T, cfg *config.Config, e event, trigger string, wantRun bool, dropBy string) *v1.PipelineRun {
+	t.Helper()
+	if errs := cfg.Validate(); len(errs) > 0 {
+		t.Fatalf("test config invalid: %v", errs)
+	}
+	o, err := triggers.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, reason := deliverTo(t, cfg, o, e, trigger)
+	if !wantRun {
+		if pr != nil {
+			t.Fatalf("the event was let through and made a PipelineRun for %s", param(pr, "IMAGE"))
+		}
+		t.Logf("dropped: %s", reason)
+		if !strings.HasPrefix(reason, dropBy) {
+			t.Errorf("dropped by %q, want the %s interceptor", reason, dropBy)
+		}
+		return nil
+	}
+	if pr == nil {
+		t.Fatalf("the event was dropped: %s", reason)
+	}
+	return pr
+}
+
 // deliverTo runs an event through every trigger of the EventListener, as
 // the sink does, with the Triggers module's own interceptor code, then
 // through the bindings and templates with the module's own resolution
@@ -316,26 +346,9 @@ func TestPushEvents(t *testing.T) {
 			if cfg == nil {
 				cfg = config.Default()
 			}
-			if errs := cfg.Validate(); len(errs) > 0 {
-				t.Fatalf("test config invalid: %v", errs)
-			}
-			o, err := triggers.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pr, reason := deliver(t, cfg, o, tc.event(t))
-			if tc.wantTag == "" {
-				if pr != nil {
-					t.Fatalf("the event was let through and made a PipelineRun for %s", param(pr, "IMAGE"))
-				}
-				t.Logf("dropped: %s", reason)
-				if !strings.HasPrefix(reason, tc.dropedBy) {
-					t.Errorf("dropped by %q, want the %s interceptor", reason, tc.dropedBy)
-				}
-				return
-			}
+			pr := deliverChecked(t, cfg, tc.event(t), triggers.PushTrigger(cfg), tc.wantTag != "", tc.dropedBy)
 			if pr == nil {
-				t.Fatalf("the event was dropped: %s", reason)
+				return
 			}
 			repo := cfg.Example.Image[:strings.LastIndex(cfg.Example.Image, ":")]
 			if got := param(pr, "IMAGE"); got != repo+":"+tc.wantTag {
