@@ -22,6 +22,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tekton-multiarch/tekton-multiarch/test/realbuild"
 )
 
 // Tekton's remote resolution, as its release installs it: the resolvers
@@ -458,16 +460,7 @@ func (c *startCLI) bundlePush(t testing.TB, cat catalog) map[string]bool {
 // returns the commit.
 func (s *stack) serveGit(t testing.TB, c catalog) string {
 	t.Helper()
-	git := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", append([]string{"-C", c.dir, "-c", "user.name=cluster test", "-c", "user.email=cluster-test@example.com"}, args...)...)
-		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+s.work)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	git := func(args ...string) string { return realbuild.FixtureGit(t, c.dir, s.work, args...) }
 	git("init", "-q", "-b", "main")
 	git("add", "-A")
 	git("commit", "-q", "-m", "the generated catalog")

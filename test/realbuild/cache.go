@@ -64,18 +64,7 @@ func (w *World) Layers(tb testing.TB, work int) *LayersFixture {
 			tb.Fatal(err)
 		}
 	}
-	git := func(args ...string) string {
-		tb.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=fixture", "GIT_AUTHOR_EMAIL=fixture@example.com",
-			"GIT_COMMITTER_NAME=fixture", "GIT_COMMITTER_EMAIL=fixture@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+filepath.Dir(base))
-		b, err := cmd.CombinedOutput()
-		if err != nil {
-			tb.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, b)
-		}
-		return strings.TrimSpace(string(b))
-	}
+	git := func(args ...string) string { return FixtureGit(tb, src, filepath.Dir(base), args...) }
 	write("Dockerfile", LayersDockerfile(work))
 	write("late.txt", "version 1\n")
 	git("init", "-q", "-b", "main")

@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -159,40 +158,14 @@ COPY stage.txt /from-base
 // Options makes the options fixture repository and serves it.
 func (w *World) Options(tb testing.TB) *OptionsFixture {
 	tb.Helper()
-	src := filepath.Join(filepath.Dir(w.gitBase), "options-src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	for name, content := range map[string]string{
+	commit := MakeGitRepo(tb, w.gitBase, "options", map[string]string{
 		"Dockerfile":          "FROM scratch\nCOPY stage.txt /hello\n",
 		"Dockerfile.stages":   StagesDockerfile,
 		"Dockerfile.secret":   SecretDockerfile,
 		"Dockerfile.frombase": FromBaseDockerfile,
 		"stage.txt":           "options fixture\n",
-	} {
-		if err := os.WriteFile(filepath.Join(src, name), []byte(content), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	git := func(args ...string) string {
-		tb.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=fixture", "GIT_AUTHOR_EMAIL=fixture@example.com",
-			"GIT_COMMITTER_NAME=fixture", "GIT_COMMITTER_EMAIL=fixture@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+filepath.Dir(w.gitBase))
-		b, err := cmd.CombinedOutput()
-		if err != nil {
-			tb.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, b)
-		}
-		return strings.TrimSpace(string(b))
-	}
-	git("init", "-q", "-b", "main")
-	git("add", ".")
-	git("commit", "-q", "-m", "options fixture")
-	f := &OptionsFixture{Name: "options.git", Commit: git("rev-parse", "HEAD")}
-	if out, err := exec.Command("git", "clone", "-q", "--bare", src, filepath.Join(w.gitBase, f.Name)).CombinedOutput(); err != nil {
-		tb.Fatalf("git clone --bare: %v\n%s", err, out)
-	}
+	})
+	f := &OptionsFixture{Name: "options.git", Commit: commit}
 	f.URL = w.Git.URL(f.Name)
 	w.Git.WaitReady(tb, f.URL)
 	return f

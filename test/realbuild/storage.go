@@ -123,8 +123,8 @@ func (w *World) GitRepo(tb testing.TB, name string, files map[string]string) str
 
 // MakeGitRepo makes a repository of files (path -> content) in one commit
 // on main, as the bare repository base/name.git, for a git daemon serving
-// base (its work tree goes beside base, as name-src).
-func MakeGitRepo(tb testing.TB, base, name string, files map[string]string) {
+// base (its work tree goes beside base, as name-src), and returns the commit.
+func MakeGitRepo(tb testing.TB, base, name string, files map[string]string) string {
 	tb.Helper()
 	src := filepath.Join(filepath.Dir(base), name+"-src")
 	for p, content := range files {
@@ -136,22 +136,30 @@ func MakeGitRepo(tb testing.TB, base, name string, files map[string]string) {
 			tb.Fatal(err)
 		}
 	}
-	git := func(args ...string) {
-		tb.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=fixture", "GIT_AUTHOR_EMAIL=fixture@example.com",
-			"GIT_COMMITTER_NAME=fixture", "GIT_COMMITTER_EMAIL=fixture@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+filepath.Dir(base))
-		if b, err := cmd.CombinedOutput(); err != nil {
-			tb.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, b)
-		}
-	}
+	git := func(args ...string) string { return FixtureGit(tb, src, filepath.Dir(base), args...) }
 	git("init", "-q", "-b", "main")
 	git("add", ".")
 	git("commit", "-q", "-m", name)
 	if out, err := exec.Command("git", "clone", "-q", "--bare", src, filepath.Join(base, name+".git")).CombinedOutput(); err != nil {
 		tb.Fatalf("git clone --bare: %v\n%s", err, out)
 	}
+	return git("rev-parse", "HEAD")
+}
+
+// FixtureGit runs git in dir as the fixtures' author, with no system
+// configuration and home as HOME (so no user's either), and returns its
+// trimmed output; a failure fails tb.
+func FixtureGit(tb testing.TB, dir, home string, args ...string) string {
+	tb.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=fixture", "GIT_AUTHOR_EMAIL=fixture@example.com",
+		"GIT_COMMITTER_NAME=fixture", "GIT_COMMITTER_EMAIL=fixture@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+home)
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		tb.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // GenerateCatalog generates the catalog of a configuration (YAML on top of

@@ -451,17 +451,7 @@ func MakeFixture(tb testing.TB, base string) *Fixture {
 			tb.Fatal(err)
 		}
 	}
-	git := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=fixture", "GIT_AUTHOR_EMAIL=fixture@example.com",
-			"GIT_COMMITTER_NAME=fixture", "GIT_COMMITTER_EMAIL=fixture@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+base)
-		b, err := cmd.CombinedOutput()
-		if err != nil {
-			tb.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, b)
-		}
-		return strings.TrimSpace(string(b))
-	}
+	git := func(args ...string) string { return FixtureGit(tb, src, base, args...) }
 	git("init", "-q", "-b", "main")
 	git("add", ".")
 	git("commit", "-q", "-m", "app, binaries and Dockerfiles")
