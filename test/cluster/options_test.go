@@ -13,7 +13,6 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"knative.dev/pkg/apis"
 
 	gencatalog "github.com/tekton-multiarch/tekton-multiarch/generator/catalog"
 )
@@ -112,21 +111,7 @@ func checkOptionsPod(t *testing.T, pod *corev1.Pod, ctr string, env map[string]s
 func (s *stack) realBuildOnly(t *testing.T, c catalog, n *realNode, w *nodeWorld) {
 	before := s.registryContents(t, w)
 	r, _ := s.runOnRealNode(t, c, n, w, "pr-1", map[string]string{"ALLOW_EMULATION": "true", "DOCKERFILE": "Dockerfile.run", "PUSH": "false"})
-	ctx := context.Background()
-	pr, err := r.get(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trs, err := r.taskRuns(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !succeeded(pr.Status.GetCondition(apis.ConditionSucceeded)) {
-		for name, tr := range trs {
-			t.Logf("TaskRun %s: %s\n%s", name, condition(tr.Status.GetCondition(apis.ConditionSucceeded)), s.stepLog(t, c.ns(), tr, "step-build"))
-		}
-		t.Fatalf("PipelineRun %s did not succeed: %s", r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
-	}
+	pr, trs := s.succeededRealRun(t, r)
 	for _, arch := range []string{"amd64", "arm64"} {
 		tr := trs["build-"+arch]
 		if tr == nil {

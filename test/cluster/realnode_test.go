@@ -424,23 +424,7 @@ func sortedKeys(m map[string]string) []string {
 func (s *stack) checkRealRun(t testing.TB, r *prRun, w *nodeWorld, tag string) {
 	t.Helper()
 	ctx := context.Background()
-	pr, err := r.get(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trs, err := r.taskRuns(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !succeeded(pr.Status.GetCondition(apis.ConditionSucceeded)) {
-		for name, tr := range trs {
-			t.Logf("TaskRun %s (%s): %s", name, tr.Name, condition(tr.Status.GetCondition(apis.ConditionSucceeded)))
-			for _, st := range tr.Status.Steps {
-				t.Logf("  %s: %s", st.Name, s.stepLog(t, r.c.ns(), tr, "step-"+st.Name))
-			}
-		}
-		t.Fatalf("PipelineRun %s did not succeed: %s", r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
-	}
+	pr, trs := s.succeededRealRun(t, r)
 	for _, name := range []string{"build-amd64", "build-arm64", "manifest"} {
 		tr := trs[name]
 		if tr == nil {
@@ -685,4 +669,30 @@ func checkStepCreds(t testing.TB, w *credWatch, seccompDefault bool) {
 			t.Errorf("%s step-build: Seccomp %s, want 2: the catalog's Localhost profile", task, build.seccompMode)
 		}
 	}
+}
+
+// succeededRealRun returns a finished run on the real node and its
+// TaskRuns by pipeline task, failing t with every step's log unless it
+// succeeded.
+func (s *stack) succeededRealRun(t testing.TB, r *prRun) (*v1.PipelineRun, map[string]*v1.TaskRun) {
+	t.Helper()
+	ctx := context.Background()
+	pr, err := r.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trs, err := r.taskRuns(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !succeeded(pr.Status.GetCondition(apis.ConditionSucceeded)) {
+		for name, tr := range trs {
+			t.Logf("TaskRun %s (%s): %s", name, tr.Name, condition(tr.Status.GetCondition(apis.ConditionSucceeded)))
+			for _, st := range tr.Status.Steps {
+				t.Logf("  %s: %s", st.Name, s.stepLog(t, r.c.ns(), tr, "step-"+st.Name))
+			}
+		}
+		t.Fatalf("PipelineRun %s did not succeed: %s", r.name, condition(pr.Status.GetCondition(apis.ConditionSucceeded)))
+	}
+	return pr, trs
 }
