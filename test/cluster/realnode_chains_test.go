@@ -110,7 +110,7 @@ func (s *stack) chainsSigned(t *testing.T, r *prRun, w *nodeWorld, tag string) {
 		}
 		out, _, err = ch.verify(t, "verify-attestation", ref, "--type", "slsaprovenance")
 		if err != nil {
-			t.Errorf("cosign verify-attestation --type slsaprovenance %s: %v\n%s", ref, err, out)
+			t.Errorf("cosign verify-attestation --type slsaprovenance %s: %v\n%s\nChains' errors and warnings:\n%s", ref, err, out, ch.errorLines())
 			continue
 		}
 		sts := decodeStatements(t, out)
@@ -128,7 +128,9 @@ func (s *stack) chainsSigned(t *testing.T, r *prRun, w *nodeWorld, tag string) {
 			}
 			var materials []string
 			for _, m := range st.Predicate.Materials {
-				materials = append(materials, m.URI+"@"+m.Digest["sha1"])
+				for alg, d := range m.Digest {
+					materials = append(materials, m.URI+"@"+alg+":"+d)
+				}
 				if strings.Contains(m.URI, gitURL) && m.Digest["sha1"] == commit {
 					git = true
 				}
