@@ -137,7 +137,7 @@ func TestKubernetesValidation(t *testing.T) {
 				}
 			}
 			want := map[string]int{
-				"*v1.DaemonSet": 1, "*v1.ConfigMap": 1, "*v1.Role": 1, "*cluster.AppArmorProfile": 1,
+				"*v1.DaemonSet": 1, "*v1.ConfigMap": 2 /* the profile loader's, chains-config */, "*v1.Role": 1, "*cluster.AppArmorProfile": 1,
 				"*v1beta1.EventListener": 1, "*v1beta1.TriggerBinding": 1, "*v1beta1.TriggerTemplate": 1,
 				"*v1.RoleBinding": 1, "*v1.ClusterRoleBinding": 1,
 				"*v1beta1.MutatingAdmissionPolicy": 1, "*v1beta1.MutatingAdmissionPolicyBinding": 1,

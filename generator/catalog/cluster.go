@@ -82,6 +82,20 @@ const UsernsPolicyFile = "examples/cluster/user-namespaces.yaml"
 // LoaderFile is the node-profile loader's manifest.
 const LoaderFile = "examples/cluster/node-profiles/node-profile-loader.yaml"
 
+// ChainsConfigFile is Tekton Chains' configuration for this catalog.
+const ChainsConfigFile = "examples/cluster/chains/chains-config.yaml"
+
+// chainsWhy says why each chains-config setting has its value.
+var chainsWhy = map[string]string{
+	"artifacts.taskrun.format":                     "SLSA v0.2 provenance of each TaskRun (`cosign verify-attestation --type slsaprovenance`)",
+	"artifacts.taskrun.storage":                    "the TaskRun's provenance goes to the registry, beside the image",
+	"artifacts.oci.storage":                        "the images' signatures go to the registry (`repo:sha256-<digest>.sig`)",
+	"artifacts.pipelinerun.format":                 "SLSA v0.2 provenance of the PipelineRun too",
+	"artifacts.pipelinerun.storage":                "stored beside the images as well",
+	"artifacts.pipelinerun.enable-deep-inspection": "the PipelineRun's provenance covers its TaskRuns' images and records their results",
+	"transparency.enabled":                         "no public transparency log (rekor); verify with `--insecure-ignore-tlog=true`, or turn it on where a rekor is reachable",
+}
+
 // addCluster renders the cluster prerequisites under examples/cluster/.
 func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 	multi := func(p, note string, objs ...any) error { return multiDoc(files, p, note, objs...) }
@@ -170,6 +184,17 @@ func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 		return err
 	}
 	files["examples/cluster/README.md"] = r
+	if err := multi(ChainsConfigFile,
+		"# Tekton Chains (v0.20 or later) signing and attesting this catalog's images:\n"+
+			"#   kubectl apply -f "+ChainsConfigFile+"\n"+
+			"# then make the signing Secret: cosign generate-key-pair k8s://"+cluster.ChainsNamespace+"/signing-secrets\n"+
+			"# See examples/cluster/chains/README.md.\n",
+		cluster.ChainsConfig()); err != nil {
+		return err
+	}
+	if files["examples/cluster/chains/README.md"], err = readme("chains", cfg, o, nil); err != nil {
+		return err
+	}
 
 	return nil
 }

@@ -320,6 +320,34 @@ func (n *realNode) importImages(t testing.TB) {
 			time.Sleep(250 * time.Millisecond) // containerd still starting
 		}
 	}
+	// A kubelet that pulled an image reports the container's imageID as
+	// repo@sha256:<manifest digest>; for an image imported by tag alone,
+	// containerd's CRI reports the bare image ID (sha256:...), and Tekton
+	// Chains' SLSA provenance refuses that step's material ("expected imageID
+	// sha256:... to be separable by @") and attests nothing. So each imported
+	// image also gets the digest reference a pull would have given it.
+	ctr := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(n.bin, "ctr"), append([]string{"--address", n.socket, "-n", "k8s.io", "images"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	list, err := ctr("ls")
+	if err != nil {
+		t.Fatalf("ctr images ls: %v\n%s", err, list)
+	}
+	for _, line := range strings.Split(list, "\n")[1:] {
+		f := strings.Fields(line)
+		// Not the image-ID names (sha256:...) containerd's CRI adds.
+		if len(f) < 3 || !strings.Contains(f[0], "/") || strings.Contains(f[0], "@") || !strings.HasPrefix(f[2], "sha256:") {
+			continue
+		}
+		repo := f[0]
+		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+			repo = repo[:i]
+		}
+		if out, err := ctr("tag", "--local", "--force", f[0], repo+"@"+f[2]); err != nil {
+			t.Fatalf("ctr images tag %s %s@%s: %v\n%s", f[0], repo, f[2], err, out)
+		}
+	}
 }
 
 // writeKubeletConfig writes the kubelet's configuration; seccompDefault is

@@ -126,8 +126,10 @@ func TestRealNode(t *testing.T) {
 	cu := generateVariant(t, s.repo, usernsConfig(t, s.images, "real-node-userns"))
 	s.install(t, cu)
 
+	var twoArch *prRun
 	t.Run("emulated-arm64", func(t *testing.T) {
 		r, watch := s.runOnRealNode(t, c, n, w, "v1", map[string]string{"ALLOW_EMULATION": "true", "DOCKERFILE": "Dockerfile.run"})
+		twoArch = r
 		s.checkRealRun(t, r, w, "v1")
 		checkStepCreds(t, watch, false)
 		s.checkTknLogs(t, r, w)
@@ -144,6 +146,13 @@ func TestRealNode(t *testing.T) {
 			want = `storage: vfs \(STORAGE=auto: buildah ` + regexp.QuoteMeta(v) + `, older than 1.35, .*; this container has no /dev/fuse\)`
 		}
 		checkStorageLine(t, s, r, want)
+	})
+	// Chains signs emulated-arm64's run; its runs are deleted at the end.
+	t.Run("chains-signed", func(t *testing.T) {
+		if twoArch == nil {
+			t.Fatal("emulated-arm64 made no run to sign")
+		}
+		s.chainsSigned(t, twoArch, w, "v1")
 	})
 	t.Run("start-follow-logs", func(t *testing.T) { s.startFollowOnRealNode(t, w) })
 	t.Run("build-only", func(t *testing.T) { s.realBuildOnly(t, c, n, w) })
