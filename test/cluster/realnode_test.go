@@ -147,6 +147,7 @@ func TestRealNode(t *testing.T) {
 		}
 		checkStorageLine(t, s, r, want)
 	})
+	t.Run("sbom", func(t *testing.T) { s.realSBOM(t, c, n, w) })
 	t.Run("start-follow-logs", func(t *testing.T) { s.startFollowOnRealNode(t, w) })
 	t.Run("build-only", func(t *testing.T) { s.realBuildOnly(t, c, n, w) })
 	t.Run("fuse-overlayfs", func(t *testing.T) {

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,7 +40,7 @@ func testSBOM(ctx context.Context, t *testing.T, w *World) {
 		if url != wantTag || sbomRef != w.Repository()+"@"+sbomDigest {
 			t.Fatalf("SBOM results URL %q REF %q DIGEST %q, want the tag %s and its digest", url, sbomRef, sbomDigest, wantTag)
 		}
-		raw, err := RawManifest(ctx, "docker://"+url)
+		raw, err := RawManifest(ctx, url)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +60,10 @@ func testSBOM(ctx context.Context, t *testing.T, w *World) {
 		if m.MediaType != "application/vnd.oci.image.manifest.v1+json" || len(m.Layers) != 1 || m.Layers[0].MediaType != "text/spdx+json" {
 			t.Fatalf("attachment manifest %s: want an OCI manifest with one text/spdx+json layer, as cosign attach sbom writes", raw)
 		}
-		doc := blob(ctx, t, w.Repository(), m.Layers[0].Digest)
+		doc, err := Blob(ctx, w.Repository(), m.Layers[0].Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var spdx struct {
 			SPDXVersion string `json:"spdxVersion"`
 			Packages    []struct {
@@ -122,30 +123,6 @@ func stepTime(tr *TaskRun, name string) string {
 		}
 	}
 	return "-"
-}
-
-// blob reads one blob of repo (registry/name) from the test's plain-HTTP
-// registry.
-func blob(ctx context.Context, t *testing.T, repo, digest string) []byte {
-	t.Helper()
-	host, name, _ := strings.Cut(repo, "/")
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/v2/"+name+"/blobs/"+digest, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET blob %s of %s: %s %v", digest, repo, resp.Status, err)
-	}
-	if got := fmt.Sprintf("sha256:%x", sha256.Sum256(b)); got != digest {
-		t.Fatalf("blob %s of %s has digest %s", digest, repo, got)
-	}
-	return b
 }
 
 // sbomTools extracts /syft from the test's syft image and /ko-app/crane from
