@@ -155,8 +155,19 @@ func TestBuildPods(t *testing.T) {
 					}
 				}
 				clone, build := container(p, "step-clone"), container(p, "step-build")
-				if clone == nil || build == nil || len(p.Spec.Containers) != 2 {
-					t.Fatalf("%s: want one pod with step-clone and step-build, got containers %v", a.Platform(), names(p.Spec.Containers))
+				sbom, attach := container(p, "step-sbom"), container(p, "step-sbom-attach")
+				if clone == nil || build == nil || sbom == nil || attach == nil || len(p.Spec.Containers) != 4 {
+					t.Fatalf("%s: want one pod with step-clone, step-build, step-sbom and step-sbom-attach, got containers %v", a.Platform(), names(p.Spec.Containers))
+				}
+				// The SBOM steps run the user's nothing and need no privilege.
+				for _, c := range []*corev1.Container{sbom, attach} {
+					if sc := c.SecurityContext; sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.Capabilities == nil ||
+						len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" || sc.Privileged != nil {
+						t.Errorf("%s: %s securityContext %+v, want no privilege escalation and every capability dropped", a.Platform(), c.Name, sc)
+					}
+				}
+				if sbom.Image != cfg.Images.Syft || attach.Image != cfg.Images.Crane {
+					t.Errorf("%s: SBOM step images %s, %s, want images.syft %s and images.crane %s", a.Platform(), sbom.Image, attach.Image, cfg.Images.Syft, cfg.Images.Crane)
 				}
 				// The fuse limit only for fuse-overlayfs: it is what keeps such a
 				// build off nodes without the plugin, and what would keep every

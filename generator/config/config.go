@@ -85,6 +85,10 @@ type Architecture struct {
 type Images struct {
 	GitSync string `json:"gitSync"`
 	Buildah string `json:"buildah"`
+	// Syft and Crane are the build's sbom and sbom-attach steps' images:
+	// each needs a shell at /busybox/sh (their public debug images).
+	Syft  string `json:"syft"`
+	Crane string `json:"crane"`
 }
 
 // Build holds the knobs of the buildah build.

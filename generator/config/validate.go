@@ -102,6 +102,8 @@ func (c *Config) Validate() []FieldError {
 	}
 	checkImage("images.gitSync", c.Images.GitSync)
 	checkImage("images.buildah", c.Images.Buildah)
+	checkImage("images.syft", c.Images.Syft)
+	checkImage("images.crane", c.Images.Crane)
 	checkImage("cluster.fuseDevicePluginImage", c.Cluster.FuseDevicePluginImage)
 	checkImage("cluster.nodeProfileLoaderImage", c.Cluster.NodeProfileLoaderImage)
 	for _, m := range validation.IsDNS1123Label(c.Cluster.Namespace) {

@@ -59,7 +59,7 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 	}
 
 	var pts []v1.PipelineTask
-	var refs, commits, platforms []string
+	var refs, commits, platforms, sboms []string
 	for _, a := range cfg.Architectures {
 		name := BuildTask(a)
 		pts = append(pts, v1.PipelineTask{
@@ -84,11 +84,13 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 				// matrix's own params and the fan-in's results are restricted.
 				{Name: "LABELS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(params.LABELS[*])"}}},
 				{Name: "PUSH", Value: str(param("PUSH"))},
+				{Name: "SBOM", Value: str(param("SBOM"))},
 			},
 			Workspaces: bind(tasks.WorkspaceDockerConfig, tasks.WorkspaceGitCredentials, tasks.WorkspaceCABundle, tasks.WorkspaceBuildSecrets),
 		})
 		refs = append(refs, taskResult(name, "IMAGE_REF"))
 		commits = append(commits, taskResult(name, "COMMIT"))
+		sboms = append(sboms, taskResult(name, "SBOM_IMAGE_REF"))
 		platforms = append(platforms, a.Platform())
 	}
 	pts = append(pts, v1.PipelineTask{
@@ -144,6 +146,7 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 				tasks.ArrayParam("LABELS", tasks.LabelsDescription),
 				tasks.ArrayParam("ANNOTATIONS", tasks.AnnotationsDescription),
 				tasks.StringParam("PUSH", tasks.PushDescription+" The manifest task then checks what the index would hold and pushes nothing; IMAGE_DIGEST is empty.", ptr("true")),
+				tasks.StringParam("SBOM", tasks.SBOMDescription, ptr("false")),
 			},
 			Workspaces: workspaces,
 			Tasks:      pts,
@@ -153,6 +156,7 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 				{Name: "IMAGES", Description: "The index and each architecture's image, by digest.", Value: str(taskResult(ManifestTask, "IMAGES"))},
 				{Name: "CHAINS-GIT_URL", Description: "The repository that was built.", Value: str(taskResult(first, "URL"))},
 				{Name: "CHAINS-GIT_COMMIT", Description: "The commit that was built (the same on every architecture).", Value: str(taskResult(first, "COMMIT"))},
+				{Name: "SBOMS", Description: "Each architecture's attached SPDX SBOM, by digest (repository@sha256:...), comma-separated, in the order of IMAGES; empty entries without SBOM.", Value: str(strings.Join(sboms, ","))},
 			},
 		},
 	}
@@ -217,7 +221,19 @@ func MatrixPipeline(cfg *config.Config) *v1.Pipeline {
 	p.Spec.Tasks = []v1.PipelineTask{build, manifest}
 	// The git URL and commit come from the matrix only as arrays; the
 	// string results Tekton Chains reads cannot take them.
-	p.Spec.Results = p.Spec.Results[:3]
+	var results []v1.PipelineResult
+	for _, r := range p.Spec.Results {
+		switch {
+		case strings.HasPrefix(r.Name, "CHAINS-GIT_"):
+		case r.Name == "SBOMS":
+			r.Description = "Each platform's attached SPDX SBOM, by digest (repository@sha256:...), in the order of the builds; empty entries without SBOM."
+			r.Value = v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(tasks." + MatrixBuildTask + ".results.SBOM_IMAGE_REF[*])"}}
+			results = append(results, r)
+		default:
+			results = append(results, r)
+		}
+	}
+	p.Spec.Results = results
 	return p
 }
 

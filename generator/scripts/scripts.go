@@ -15,6 +15,18 @@ var Clone string
 //go:embed build.sh
 var Build string
 
+// SBOM makes the SPDX SBOM of the pushed image with syft and checks it
+// describes that digest.
+//
+//go:embed sbom.sh
+var SBOM string
+
+// SBOMAttach attaches an SBOM to an image as cosign attach sbom does (tag
+// sha256-<hex>.sbom, one text/spdx+json layer), with crane.
+//
+//go:embed sbom-attach.sh
+var SBOMAttach string
+
 // Manifest assembles, pushes and verifies the multi-arch index.
 //
 //go:embed manifest.sh

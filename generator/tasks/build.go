@@ -54,20 +54,24 @@ func Build(cfg *config.Config) *v1.Task {
 				StringParam("TARGET", TargetDescription, ptr("")),
 				ArrayParam("LABELS", LabelsDescription),
 				StringParam("PUSH", PushDescription+" The results then carry the digest of the image in the pod's storage; a layer cache is read, not written.", ptr("true")),
+				StringParam("SBOM", SBOMDescription, ptr("false")),
 			),
 			Workspaces: []v1.WorkspaceDeclaration{dockerConfigWorkspace(), gitCredentialsWorkspace(), CABundleWorkspace(), BuildSecretsWorkspace()},
 			Results: append([]v1.TaskResult{
 				result("IMAGE_URL", "The tag that was pushed."),
 				result("IMAGE_DIGEST", "Digest of the pushed image."),
 				result("IMAGE_REF", "The pushed image by digest: repository@sha256:..."),
-			}, gitResults()...),
+			}, append(gitResults(), sbomResults("the pushed image")...)...),
 			Volumes: []corev1.Volume{
 				{Name: sourceVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMedium(cfg.Build.EmptyDirMedium)}}},
 				{Name: containersVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				sbomVolume(),
 			},
 			Steps: []v1.Step{
 				cloneStep(cfg, sourceRoot, []corev1.VolumeMount{{Name: sourceVolume, MountPath: sourceMount}}),
 				buildStep(cfg),
+				sbomStep(cfg),
+				sbomAttachStep(cfg),
 			},
 		},
 	}

@@ -14,6 +14,12 @@
 #           image's, v1.40.1), built here at /usr/bin/buildah, on Debian's
 #           containers-common, fuse-overlayfs and the libraries it links
 #           (mmdebstrap), standing in for buildah's upstream stable image
+#   syft    syft at the version tools/sbom/go.mod pins (v1.57.2) at /syft, with
+#           busybox at /busybox and no /bin/sh, as anchore/syft:v1.57.2-debug
+#           (distroless static debug) lays it out; the build's sbom step
+#   crane   crane (go-containerregistry, the version syft requires, v0.22.1)
+#           at /ko-app/crane with busybox at /busybox, as
+#           gcr.io/go-containerregistry/crane/debug:v0.22.1; sbom-attach
 #   git-sync  the git-sync v4 stand-in (test/gitsync) at /git-sync with Debian's git
 #           and openssh-client, as UID/GID 65533 like the real git-sync v4 image
 #
@@ -78,6 +84,10 @@ buildah_tags="containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdr
 buildah_version=$(awk '$1 == "github.com/containers/buildah" { print $2 } $1 == "require" && $2 == "github.com/containers/buildah" { print $3 }' "$tools/buildah/go.mod" | head -n 1)
 [ -n "$buildah_version" ] || die "no github.com/containers/buildah requirement in $tools/buildah/go.mod"
 
+syft_version=$(awk '$1 == "github.com/anchore/syft" { print $2 }' "$tools/sbom/go.mod" | head -n 1)
+crane_version=$(awk '$1 == "github.com/google/go-containerregistry" { print $2 }' "$tools/sbom/go.mod" | head -n 1)
+{ [ -n "$syft_version" ] && [ -n "$crane_version" ]; } || die "no syft or go-containerregistry requirement in $tools/sbom/go.mod"
+
 tekton_version=$(awk '$1 == "github.com/tektoncd/pipeline" { print $2 } $1 == "require" && $2 == "github.com/tektoncd/pipeline" { print $3 }' "$tools/tekton/go.mod" | head -n 1)
 [ -n "$tekton_version" ] || die "no github.com/tektoncd/pipeline requirement in $tools/tekton/go.mod"
 
@@ -116,12 +126,13 @@ key=$(
 		cat "$apt_sources"
 		cat "$0"
 		cat "$tools/tekton/go.mod" "$tools/tekton/go.sum" "$tools/buildah/go.mod" "$tools/buildah/go.sum"
+		cat "$tools/sbom/go.mod" "$tools/sbom/go.sum" "$tools/sbom/tools.go"
 		cat "$repo/go.mod" "$repo/go.sum"
 		find "$repo/test/gitsync" -name '*.go' ! -name '*_test.go' | LC_ALL=C sort | xargs cat
 	} | sha256sum | cut -c1-16
 )
 dir=$cache/node-images/$key
-names=(entrypoint nop workingdirinit sidecarlogresults shell pause buildah git-sync)
+names=(entrypoint nop workingdirinit sidecarlogresults shell pause buildah git-sync syft crane)
 
 if [ "${1:-}" = "--dir" ]; then
 	echo "$dir"
@@ -275,6 +286,12 @@ step "Tekton $tekton_version entrypoint, nop, workingdirinit, sidecarlogresults"
 step "buildah $buildah_version (cgo, tags: $buildah_tags)" \
 	bash -c "cd '$tools/buildah' && CGO_ENABLED=1 go build -trimpath -ldflags='-s -w' -tags '$buildah_tags' \
 		-o '$work/bin/buildah' github.com/containers/buildah/cmd/buildah"
+# syft and crane from one wrapper module: crane's packages are syft's own
+# dependency, so crane costs a link. Version stamps as their releases set them.
+step "syft $syft_version and crane $crane_version" \
+	bash -c "cd '$tools/sbom' && CGO_ENABLED=0 go build -trimpath -o '$work/bin/' \
+		-ldflags='-s -w -X main.version=${syft_version#v} -X github.com/google/go-containerregistry/cmd/crane/cmd.Version=$crane_version' \
+		github.com/anchore/syft/cmd/syft github.com/google/go-containerregistry/cmd/crane"
 step "the git-sync stand-in" \
 	bash -c "cd '$repo' && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o '$work/bin/git-sync' ./test/gitsync/cmd/git-sync"
 
@@ -310,6 +327,24 @@ step "image shell" image shell "$work/busybox" --cmd /bin/sh --user 0:0 --env PA
 # sandbox with SIGKILL).
 step "image pause" image pause "$work/busybox" --entrypoint '["/bin/sleep", "inf"]' --user 0:0 --env PATH="$path"
 
+# The debug images' layout (distroless static/base :debug): busybox and its
+# applets in /busybox only, /busybox last on PATH, no /bin/sh (the step
+# scripts start #!/busybox/sh), root, a world-writable /tmp.
+debug_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/busybox
+mkdir -p "$work/debug/busybox" "$work/debug/tmp"
+chmod 1777 "$work/debug/tmp"
+install -m 0755 "$busybox" "$work/debug/busybox/busybox"
+for a in $("$busybox" --list); do
+	[ "$a" = busybox ] || ln -s busybox "$work/debug/busybox/$a"
+done
+step "image syft" image syft "$work/debug" --file "$work/bin/syft" /syft 0755 \
+	--entrypoint '["/syft"]' --user 0:0 --workingdir /tmp --env PATH="$debug_path" \
+	--label "org.opencontainers.image.version=$syft_version"
+mkdir -p "$work/debug/ko-app"
+step "image crane" image crane "$work/debug" --file "$work/bin/crane" /ko-app/crane 0755 \
+	--entrypoint '["/ko-app/crane"]' --user 0:0 --env PATH="$debug_path:/ko-app" \
+	--label "org.opencontainers.image.version=$crane_version"
+
 t0=$SECONDS
 if ! wait "$debootstrap_pid"; then
 	debootstrap_pid=
@@ -339,6 +374,8 @@ step "image git-sync" image git-sync "$work/git-sync.tar" --file "$work/bin/git-
 	echo "PAUSE_IMAGE=$(ref pause)"
 	echo "BUILDAH_IMAGE=$(ref buildah)"
 	echo "GITSYNC_IMAGE=$(ref git-sync)"
+	echo "SYFT_IMAGE=$(ref syft)"
+	echo "CRANE_IMAGE=$(ref crane)"
 	# The buildah image's buildah, for tests whose expectations depend on it
 	# (the build step keeps buildah before 1.35 off the kernel's overlay).
 	echo "BUILDAH_VERSION=${buildah_version#v}"

@@ -100,13 +100,15 @@ func realNodeConfig(t testing.TB, im *realbuild.NodeImages, namespace, extra str
 	return fmt.Sprintf(`images:
   gitSync: %s
   buildah: %s
+  syft: %s
+  crane: %s
 apparmor:
   mode: none
 cluster:
   nodeProfileLoaderImage: %s
 example:
   namespace: %s
-`, im.Ref(t, "GITSYNC_IMAGE"), im.Ref(t, "BUILDAH_IMAGE"), im.Ref(t, "SHELL_IMAGE"), namespace) + extra
+`, im.Ref(t, "GITSYNC_IMAGE"), im.Ref(t, "BUILDAH_IMAGE"), im.Ref(t, "SYFT_IMAGE"), im.Ref(t, "CRANE_IMAGE"), im.Ref(t, "SHELL_IMAGE"), namespace) + extra
 }
 
 // TestRealNode runs the catalog's pods in a real container runtime: a
@@ -154,6 +156,7 @@ func TestRealNode(t *testing.T) {
 		}
 		s.chainsSigned(t, twoArch, w, "v1")
 	})
+	t.Run("sbom", func(t *testing.T) { s.realSBOM(t, c, n, w) })
 	t.Run("start-follow-logs", func(t *testing.T) { s.startFollowOnRealNode(t, w) })
 	t.Run("build-only", func(t *testing.T) { s.realBuildOnly(t, c, n, w) })
 	t.Run("fuse-overlayfs", func(t *testing.T) {

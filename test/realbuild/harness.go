@@ -330,8 +330,10 @@ func (r *Runner) runStep(ctx context.Context, out *TaskRun, dir string, i int, s
 	if step.Script == "" || len(step.Command) > 0 {
 		return -1, fmt.Errorf("step %s has no script: this harness runs step scripts only", step.Name)
 	}
-	if !strings.HasPrefix(step.Script, "#!/bin/sh\n") {
-		return -1, fmt.Errorf("step %s's script does not start with #!/bin/sh: this harness runs it with /bin/sh", step.Name)
+	// #!/busybox/sh: the SBOM steps' debug images have busybox there and no
+	// /bin/sh; the scripts are POSIX sh either way.
+	if !strings.HasPrefix(step.Script, "#!/bin/sh\n") && !strings.HasPrefix(step.Script, "#!/busybox/sh\n") {
+		return -1, fmt.Errorf("step %s's script does not start with #!/bin/sh or #!/busybox/sh: this harness runs it with /bin/sh", step.Name)
 	}
 	if len(step.EnvFrom) > 0 {
 		return -1, fmt.Errorf("step %s uses envFrom, which this harness does not map", step.Name)

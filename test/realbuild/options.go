@@ -246,27 +246,33 @@ func ImageHolds(ctx context.Context, ref, tmp string, needle []byte) ([]string, 
 func NodeBuildah(ctx context.Context, tb testing.TB, repo string) string {
 	tb.Helper()
 	imgs := BuildNodeImages(tb, repo)
-	tmp := tb.TempDir()
-	dir, layers, err := copyToDir(ctx, "oci-archive:"+imgs.Archive("BUILDAH_IMAGE"), tmp)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	bin := filepath.Join(tmp, "bin")
+	b := imageFile(ctx, tb, imgs.Archive("BUILDAH_IMAGE"), "usr/bin/buildah")
+	bin := filepath.Join(tb.TempDir(), "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	for _, l := range layers {
-		b, ok, err := fileFromLayer(filepath.Join(dir, strings.TrimPrefix(l, "sha256:")), "usr/bin/buildah")
+	if err := os.WriteFile(filepath.Join(bin, "buildah"), b, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	return bin
+}
+
+// imageFile reads the file at path (relative to /) from an image archive.
+func imageFile(ctx context.Context, tb testing.TB, archive, path string) []byte {
+	tb.Helper()
+	dir, layers, err := copyToDir(ctx, "oci-archive:"+archive, tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := len(layers) - 1; i >= 0; i-- {
+		b, ok, err := fileFromLayer(filepath.Join(dir, strings.TrimPrefix(layers[i], "sha256:")), path)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		if ok {
-			if err := os.WriteFile(filepath.Join(bin, "buildah"), b, 0o755); err != nil {
-				tb.Fatal(err)
-			}
-			return bin
+			return b
 		}
 	}
-	tb.Fatalf("the buildah image %s has no /usr/bin/buildah", imgs.Archive("BUILDAH_IMAGE"))
-	return ""
+	tb.Fatalf("the image %s has no /%s", archive, path)
+	return nil
 }

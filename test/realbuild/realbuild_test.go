@@ -159,6 +159,7 @@ func TestRealBuild(t *testing.T) {
 	})
 
 	t.Run("layer-cache", func(t *testing.T) { testLayerCache(ctx, t, w) })
+	t.Run("sbom", func(t *testing.T) { testSBOM(ctx, t, w) })
 
 	t.Run("storage", func(t *testing.T) { testStorage(ctx, t, w) })
 

@@ -1,0 +1,100 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/tekton-multiarch/tekton-multiarch/test/realbuild"
+)
+
+// realSBOM runs the two-arch Pipeline on the real node with SBOM "true"
+// (arm64 under emulation) and reads each architecture's SBOM back from the
+// registry by its cosign tag: each lists its own architecture's copy of the
+// fixture's cross-compiled binary (by SHA-256) and not the other's.
+func (s *stack) realSBOM(t *testing.T, c catalog, n *realNode, w *nodeWorld) {
+	ctx := context.Background()
+	r, _ := s.runOnRealNode(t, c, n, w, "sbom", map[string]string{"ALLOW_EMULATION": "true", "SBOM": "true"})
+	pr, trs := s.succeededRealRun(t, r)
+	t.Logf("SBOM run took %s", pr.Status.CompletionTime.Sub(pr.Status.StartTime.Time).Round(1e9))
+	repo := w.registry + "/multiarch/app"
+	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+	var refs []string
+	for _, arch := range []string{"amd64", "arm64"} {
+		res := taskRunResults(trs["build-"+arch])
+		digest := res["IMAGE_DIGEST"]
+		tag := repo + ":sha256-" + strings.TrimPrefix(digest, "sha256:") + ".sbom"
+		if res["SBOM_IMAGE_URL"] != tag || res["SBOM_IMAGE_REF"] != repo+"@"+res["SBOM_IMAGE_DIGEST"] {
+			t.Fatalf("build-%s SBOM results %v, want the tag %s", arch, res, tag)
+		}
+		refs = append(refs, res["SBOM_IMAGE_REF"])
+		raw, err := realbuild.RawManifest(ctx, tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := "sha256:" + sum(raw); got != res["SBOM_IMAGE_DIGEST"] {
+			t.Errorf("%s holds %s, SBOM_IMAGE_DIGEST says %s", tag, got, res["SBOM_IMAGE_DIGEST"])
+		}
+		var m struct {
+			Layers []struct{ MediaType, Digest string } `json:"layers"`
+		}
+		if err := json.Unmarshal(raw, &m); err != nil || len(m.Layers) != 1 || m.Layers[0].MediaType != "text/spdx+json" {
+			t.Fatalf("%s: %s (%v): want one text/spdx+json layer", tag, raw, err)
+		}
+		doc, err := realbuild.Blob(ctx, repo, m.Layers[0].Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var spdx struct {
+			Packages []struct {
+				Name, VersionInfo string
+				ExternalRefs      []struct{ ReferenceLocator string } `json:"externalRefs"`
+			} `json:"packages"`
+			Files []struct {
+				FileName  string
+				Checksums []struct{ Algorithm, ChecksumValue string }
+			} `json:"files"`
+		}
+		if err := json.Unmarshal(doc, &spdx); err != nil {
+			t.Fatal(err)
+		}
+		fileSums := map[string]string{}
+		for _, f := range spdx.Files {
+			for _, c := range f.Checksums {
+				if c.Algorithm == "SHA256" {
+					fileSums[c.ChecksumValue] = f.FileName
+				}
+			}
+		}
+		other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[arch]
+		own, theirs := sum(w.fixture.Binaries[arch]), sum(w.fixture.Binaries[other])
+		if fileSums[own] == "" || fileSums[theirs] != "" {
+			t.Errorf("%s SBOM files %v: want bin/app-%s's SHA-256 %s and not bin/app-%s's %s", arch, fileSums, arch, own, other, theirs)
+		}
+		var purls []string
+		for _, p := range spdx.Packages {
+			for _, e := range p.ExternalRefs {
+				if strings.HasPrefix(e.ReferenceLocator, "pkg:oci/") || strings.HasPrefix(e.ReferenceLocator, "pkg:golang/") {
+					purls = append(purls, e.ReferenceLocator)
+				}
+			}
+		}
+		root := fmt.Sprintf("arch=%s", arch)
+		found := false
+		for _, p := range purls {
+			found = found || (strings.HasPrefix(p, "pkg:oci/") && strings.Contains(p, strings.TrimPrefix(digest, "sha256:")) && strings.HasSuffix(p, root))
+		}
+		if !found {
+			t.Errorf("%s SBOM purls %v: want the image pkg:oci/...@%s?%s", arch, purls, digest, root)
+		}
+		t.Logf("%s SBOM %s (%d bytes): %s is %s; purls %v", arch, res["SBOM_IMAGE_REF"], len(doc), fileSums[own], own, purls)
+	}
+	if got := taskRunResults(trs["manifest"]); got["IMAGE_DIGEST"] == "" {
+		t.Errorf("manifest results %v", got)
+	}
+	t.Logf("per-arch SBOMs: %v", refs)
+}
