@@ -85,6 +85,7 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 				{Name: "LABELS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(params.LABELS[*])"}}},
 				{Name: "PUSH", Value: str(param("PUSH"))},
 				{Name: "SBOM", Value: str(param("SBOM"))},
+				{Name: "SOURCE_DATE_EPOCH", Value: str(param("SOURCE_DATE_EPOCH"))},
 			},
 			Workspaces: bind(tasks.WorkspaceDockerConfig, tasks.WorkspaceGitCredentials, tasks.WorkspaceCABundle, tasks.WorkspaceBuildSecrets),
 		})
@@ -105,6 +106,10 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 			{Name: "GIT_URL", Value: str(param("GIT_URL"))},
 			{Name: "ANNOTATIONS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(params.ANNOTATIONS[*])"}}},
 			{Name: "PUSH", Value: str(param("PUSH"))},
+			// Both: the manifest takes the param when the run sets it, else the
+			// commit's time, as the builds do.
+			{Name: "SOURCE_DATE_EPOCH", Value: str(param("SOURCE_DATE_EPOCH"))},
+			{Name: "COMMIT_TIME", Value: str(taskResult(BuildTask(cfg.Architectures[0]), "COMMIT_TIME"))},
 		},
 		Workspaces: bind(tasks.WorkspaceDockerConfig, tasks.WorkspaceCABundle),
 	})
@@ -147,13 +152,14 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 				tasks.ArrayParam("ANNOTATIONS", tasks.AnnotationsDescription),
 				tasks.StringParam("PUSH", tasks.PushDescription+" The manifest task then checks what the index would hold and pushes nothing; IMAGE_DIGEST is empty.", ptr("true")),
 				tasks.StringParam("SBOM", tasks.SBOMDescription, ptr("false")),
+				tasks.StringParam("SOURCE_DATE_EPOCH", tasks.SourceDateEpochDescription+" The index takes the same.", ptr("")),
 			},
 			Workspaces: workspaces,
 			Tasks:      pts,
 			Results: []v1.PipelineResult{
 				{Name: "IMAGE_URL", Description: "The multi-arch tag.", Value: str(taskResult(ManifestTask, "IMAGE_URL"))},
 				{Name: "IMAGE_DIGEST", Description: "Digest of the multi-arch index.", Value: str(taskResult(ManifestTask, "IMAGE_DIGEST"))},
-				{Name: "IMAGES", Description: "The index and each architecture's image, by digest.", Value: str(taskResult(ManifestTask, "IMAGES"))},
+				{Name: "IMAGES", Description: "Each architecture's image by digest, comma-separated (what Chains signs besides the index).", Value: str(taskResult(ManifestTask, "IMAGES"))},
 				{Name: "CHAINS-GIT_URL", Description: "The repository that was built.", Value: str(taskResult(first, "URL"))},
 				{Name: "CHAINS-GIT_COMMIT", Description: "The commit that was built (the same on every architecture).", Value: str(taskResult(first, "COMMIT"))},
 				{Name: "SBOMS", Description: "Each architecture's attached SPDX SBOM, by digest (repository@sha256:...), comma-separated, in the order of IMAGES; empty entries without SBOM.", Value: str(strings.Join(sboms, ","))},
@@ -217,6 +223,8 @@ func MatrixPipeline(cfg *config.Config) *v1.Pipeline {
 		{Name: "GIT_URL", Value: str(param("GIT_URL"))},
 		{Name: "ANNOTATIONS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(params.ANNOTATIONS[*])"}}},
 		{Name: "PUSH", Value: str(param("PUSH"))},
+		{Name: "SOURCE_DATE_EPOCH", Value: str(param("SOURCE_DATE_EPOCH"))},
+		{Name: "COMMIT_TIME_LIST", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(tasks." + MatrixBuildTask + ".results.COMMIT_TIME[*])"}}},
 	}
 	p.Spec.Tasks = []v1.PipelineTask{build, manifest}
 	// The git URL and commit come from the matrix only as arrays; the

@@ -16,10 +16,13 @@
 #   STORAGE_DRIVER        removed (renamed STORAGE): any value fails, naming
 #                         the STORAGE to pass instead
 #   PUSH_RETRIES          how many times buildah retries the push
-#   SOURCE_DATE_EPOCH     seconds since the epoch: the image's creation time
-#                         and every file's time in its layers (buildah bud
-#                         --timestamp), so the same source builds the same
-#                         digest; empty: the time of the build
+#   SOURCE_DATE_EPOCH     the image's creation time and every file's time in
+#                         its layers (buildah bud --timestamp), so the same
+#                         commit builds the same digest: empty (the default)
+#                         for the commit's committer time (COMMIT_TIME_FILE),
+#                         a whole number of seconds since 1970-01-01 UTC, or
+#                         "now" for the time of the build (a new digest each time)
+#   COMMIT_TIME_FILE      the clone step's COMMIT_TIME result file
 #   CACHE                 "true": a layer cache in the registry (buildah bud
 #                         --layers --cache-from/--cache-to); its failures only warn
 #   CACHE_REPO            the cache's repository, TAG_SUFFIX appended; empty:
@@ -40,6 +43,9 @@
 #   BUILD_SECRETS_BOUND, BUILD_SECRETS_PATH   optional workspace (a Secret):
 #                         each key is a build secret, RUN --mount=type=secret,id=KEY
 #   RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF   result files
+#   RESULT_BUILD_ARCH, RESULT_EMULATED   result files: uname -m of this step,
+#                         and "true" when it builds another architecture
+#                         (ALLOW_EMULATION), else "false"
 #   CONTAINERS_ROOT       buildah's storage (default /var/lib/containers/storage)
 #   CONTAINERS_RUNROOT    optional buildah run root
 #   FUSE_OVERLAYFS        mount program (default /usr/bin/fuse-overlayfs)
@@ -115,7 +121,8 @@ case "$PUSH_RETRIES" in
 '' | *[!0-9]*) die "PUSH_RETRIES must be a whole number, not '$PUSH_RETRIES'" ;;
 esac
 case "$SOURCE_DATE_EPOCH" in
-*[!0-9]*) die "SOURCE_DATE_EPOCH must be a whole number of seconds since 1970-01-01 UTC (e.g. git log -1 --format=%ct), not '$SOURCE_DATE_EPOCH'" ;;
+'' | now) ;;
+*[!0-9]*) die "SOURCE_DATE_EPOCH must be empty (the commit's time, the default), a whole number of seconds since 1970-01-01 UTC (e.g. git log -1 --format=%ct) or now (the build's own time), not '$SOURCE_DATE_EPOCH'" ;;
 esac
 relpath DOCKERFILE "$DOCKERFILE"
 relpath CONTEXT "$CONTEXT"
@@ -200,6 +207,15 @@ if [ "$native" != true ]; then
 		die "this node is linux/$node but PLATFORM is $PLATFORM: building here would need emulation. Pin the TaskRun to a $target_arch node (PipelineRun spec.taskRunSpecs[].podTemplate.nodeSelector kubernetes.io/arch: $target_arch, as examples/pipelinerun.yaml does), or set ALLOW_EMULATION=true to build under emulation anyway"
 	fi
 	echo "warning: building $PLATFORM on a linux/$node node under emulation (ALLOW_EMULATION=true)"
+fi
+# What Chains records of how it was built: this step runs natively on the
+# node (only the Dockerfile's RUN steps run under QEMU), so uname -m is the
+# node's architecture either way.
+if [ -n "${RESULT_BUILD_ARCH:-}" ]; then
+	uname -m | tr -d '\n' >"$RESULT_BUILD_ARCH"
+fi
+if [ -n "${RESULT_EMULATED:-}" ]; then
+	if [ "$native" = true ]; then printf false; else printf true; fi >"$RESULT_EMULATED"
 fi
 
 tmp=$(mktemp -d)
@@ -416,8 +432,27 @@ fi
 # creation time. LABELS come after them, so a run can override one.
 commit=${link_target##*/}
 source_url=$(printf '%s' "$GIT_URL" | sed 's#^\([A-Za-z][A-Za-z0-9+.-]*://\)[^/@]*@#\1#')
-if [ -n "$SOURCE_DATE_EPOCH" ]; then
-	created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ) || die "cannot turn SOURCE_DATE_EPOCH '$SOURCE_DATE_EPOCH' into a date"
+# The epoch: the run's SOURCE_DATE_EPOCH, else the commit's time, so that a
+# rebuild of the commit gives the same digest; "now" keeps the build's time.
+case "$SOURCE_DATE_EPOCH" in
+now)
+	epoch=
+	echo "SOURCE_DATE_EPOCH: none, the build's own time (SOURCE_DATE_EPOCH=now): every build of this commit gets another digest"
+	;;
+'')
+	epoch=$(cat "${COMMIT_TIME_FILE:?COMMIT_TIME_FILE must name the COMMIT_TIME result of the clone step}" 2>/dev/null) || epoch=
+	case "$epoch" in
+	'' | *[!0-9]*) die "the clone step left no commit time in $COMMIT_TIME_FILE ('$epoch'): set the SOURCE_DATE_EPOCH param to a number, or to now for the build's own time" ;;
+	esac
+	echo "SOURCE_DATE_EPOCH: $epoch ($(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)), the committer time of commit $commit (the param is empty)"
+	;;
+*)
+	epoch=$SOURCE_DATE_EPOCH
+	echo "SOURCE_DATE_EPOCH: $epoch ($(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)), from the SOURCE_DATE_EPOCH param"
+	;;
+esac
+if [ -n "$epoch" ]; then
+	created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ) || die "cannot turn SOURCE_DATE_EPOCH '$epoch' into a date"
 else
 	created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 fi
@@ -460,7 +495,7 @@ elif [ -n "$cache_repo" ]; then
 fi
 
 build() {
-	bah bud --platform "$PLATFORM" --tls-verify="$TLS_VERIFY" ${SOURCE_DATE_EPOCH:+--timestamp "$SOURCE_DATE_EPOCH"} ${TARGET:+--target "$TARGET"} \
+	bah bud --platform "$PLATFORM" --tls-verify="$TLS_VERIFY" ${epoch:+--timestamp "$epoch"} ${TARGET:+--target "$TARGET"} \
 		--file "$DOCKERFILE" --tag "$push_ref" "$@"
 }
 # bud_failed says why a build failed, from its log, and exits. buildah's

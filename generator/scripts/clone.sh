@@ -10,6 +10,9 @@
 #                            ssh-privatekey + known_hosts
 #   RESULT_COMMIT            file to write the full commit SHA to
 #   RESULT_URL               file to write GIT_URL to, userinfo removed (optional)
+#   RESULT_COMMIT_TIME       file to write the commit's committer time to, in
+#                            seconds since the epoch (optional): the build's
+#                            default SOURCE_DATE_EPOCH
 #   GIT_SYNC                 git-sync binary (default /git-sync, the image's)
 set -eu
 
@@ -60,8 +63,21 @@ target=$(readlink "$SOURCE_ROOT/$link") || die "git-sync left no link $SOURCE_RO
 commit=${target##*/}
 printf '%s' "$commit" | grep -Eq '^[0-9a-f]{40}$' || die "git-sync link $SOURCE_ROOT/$link points at $target, not a commit worktree"
 
+# The committer time, read from the root's repository, which holds the one
+# commit git-sync fetched: no link to follow (fs.protected_symlinks), and the
+# repository is this step's own user's (git-sync's 65533), so git's
+# safe.directory check passes.
+commit_time=
+if [ -n "${RESULT_COMMIT_TIME:-}" ]; then
+	commit_time=$(git -C "$SOURCE_ROOT" show -s --format=%ct "$commit") || die "cannot read the committer time of $commit with git"
+	case "$commit_time" in
+	'' | *[!0-9]*) die "git gave '$commit_time' as the committer time of $commit, not a number of seconds" ;;
+	esac
+	printf '%s' "$commit_time" >"$RESULT_COMMIT_TIME"
+fi
+
 printf '%s' "$commit" >"$RESULT_COMMIT"
 if [ -n "${RESULT_URL:-}" ]; then
 	printf '%s' "$shown_url" >"$RESULT_URL"
 fi
-echo "cloned commit $commit"
+echo "cloned commit $commit${commit_time:+, committed at $commit_time (seconds since the epoch)}"

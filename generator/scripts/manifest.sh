@@ -15,9 +15,14 @@
 #                     inputs and push nothing (see below)
 #   GIT_URL           optional: the index's org.opencontainers.image.source
 #                     annotation, userinfo removed
-#   SOURCE_DATE_EPOCH optional seconds since the epoch: the index's
-#                     org.opencontainers.image.created (else now); its
-#                     .revision is the commit SOURCE_COMMITS agree on
+#   SOURCE_DATE_EPOCH the index's org.opencontainers.image.created: empty
+#                     for COMMIT_TIME (the commit's time, as the builds
+#                     take it), a whole number of seconds since 1970-01-01
+#                     UTC, or "now" for the time of this step; its .revision
+#                     is the commit SOURCE_COMMITS agree on
+#   COMMIT_TIME       optional: a build's COMMIT_TIME result, used when
+#                     SOURCE_DATE_EPOCH is empty; empty too: the time of
+#                     this step
 #   DOCKERCONFIG_BOUND, DOCKERCONFIG_PATH   registry credentials workspace
 #   CA_BUNDLE_BOUND, CA_BUNDLE_PATH   optional workspace of PEM certificates
 #                     (*.crt, *.pem) trusted for the registry besides the system's
@@ -25,10 +30,11 @@
 #   CONTAINERS_ROOT, CONTAINERS_RUNROOT     optional buildah storage locations
 #   arguments         IMAGES: each architecture's image as repo@sha256:...,
 #                     then "--platforms" and the platforms as words, then
-#                     "--commits" and the commits as words: the array forms of
-#                     PLATFORMS and SOURCE_COMMITS (a matrix's results are
-#                     arrays, which Tekton cannot pass as a string), used
-#                     when those are empty; then "--annotations" and
+#                     "--commits" and the commits as words, then
+#                     "--commit-times" and commit times: the array forms of
+#                     PLATFORMS, SOURCE_COMMITS and COMMIT_TIME (a matrix's
+#                     results are arrays, which Tekton cannot pass as a
+#                     string), used when those are empty; then "--annotations" and
 #                     ANNOTATIONS, each KEY=VALUE, for the index
 #
 # With PUSH=false the per-architecture images exist only in their build
@@ -47,6 +53,7 @@ PUSH_RETRIES=${PUSH_RETRIES:-3}
 PUSH=${PUSH:-true}
 GIT_URL=${GIT_URL:-}
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-}
+COMMIT_TIME=${COMMIT_TIME:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 : >"$work/annotations"
@@ -58,14 +65,17 @@ n=$#
 mode=images
 list_platforms=
 list_commits=
+list_times=
 for a do
 	case $mode:$a in
 	*:--platforms) mode=platforms ;;
 	*:--commits) mode=commits ;;
+	*:--commit-times) mode=commit-times ;;
 	*:--annotations) mode=annotations ;;
 	images:*) set -- "$@" "$a" ;;
 	platforms:*) list_platforms=${list_platforms:+$list_platforms,}$a ;;
 	commits:*) list_commits=${list_commits:+$list_commits }$a ;;
+	commit-times:*) list_times=${list_times:+$list_times }$a ;;
 	annotations:?*=*) printf '%s\n' "$a" >>"$work/annotations" ;;
 	annotations:*) die "ANNOTATIONS entry '$a' is not KEY=VALUE with a non-empty KEY, e.g. com.example.team=payments" ;;
 	esac
@@ -73,6 +83,7 @@ done
 shift "$n"
 PLATFORMS=${PLATFORMS:-$list_platforms}
 SOURCE_COMMITS=${SOURCE_COMMITS:-$list_commits}
+COMMIT_TIME=${COMMIT_TIME:-${list_times%% *}}
 : "${RESULT_IMAGE_URL:?}" "${RESULT_IMAGE_DIGEST:?}" "${RESULT_IMAGES:?}"
 case "$TLS_VERIFY" in
 true | false) ;;
@@ -86,7 +97,11 @@ true | false) ;;
 *) die "PUSH must be true or false, not '$PUSH'" ;;
 esac
 case "$SOURCE_DATE_EPOCH" in
-*[!0-9]*) die "SOURCE_DATE_EPOCH must be a whole number of seconds since 1970-01-01 UTC, not '$SOURCE_DATE_EPOCH'" ;;
+'' | now) ;;
+*[!0-9]*) die "SOURCE_DATE_EPOCH must be empty (the commit's time, the default), a whole number of seconds since 1970-01-01 UTC (e.g. git log -1 --format=%ct) or now (the build's own time), not '$SOURCE_DATE_EPOCH'" ;;
+esac
+case "$COMMIT_TIME" in
+*[!0-9]*) die "COMMIT_TIME must be a build's COMMIT_TIME result (seconds since 1970-01-01 UTC), not '$COMMIT_TIME'" ;;
 esac
 
 [ -n "${IMAGE:-}" ] || die "IMAGE is empty: set it to the multi-arch tag to push, e.g. registry.example.com/me/app:v1"
@@ -167,10 +182,29 @@ dup=$(sort "$work/want-digests" | uniq -d | head -n 1)
 # The index's annotations: where it came from (as the build step's labels),
 # then ANNOTATIONS, which can override them.
 source_url=$(printf '%s' "$GIT_URL" | sed 's#^\([A-Za-z][A-Za-z0-9+.-]*://\)[^/@]*@#\1#')
-if [ -n "$SOURCE_DATE_EPOCH" ]; then
-	created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ) || die "cannot turn SOURCE_DATE_EPOCH '$SOURCE_DATE_EPOCH' into a date"
+# The same epoch as the builds': the run's SOURCE_DATE_EPOCH, else the
+# commit's time, so that the index of a rebuilt commit has the same digest.
+case "$SOURCE_DATE_EPOCH" in
+now)
+	epoch=
+	epoch_why="none, this step's own time (SOURCE_DATE_EPOCH=now): every index of this commit gets another digest"
+	;;
+'')
+	epoch=$COMMIT_TIME
+	epoch_why="the commit's time (the builds' COMMIT_TIME; the SOURCE_DATE_EPOCH param is empty)"
+	[ -n "$epoch" ] || epoch_why="none, this step's own time: SOURCE_DATE_EPOCH and COMMIT_TIME are empty"
+	;;
+*)
+	epoch=$SOURCE_DATE_EPOCH
+	epoch_why="from the SOURCE_DATE_EPOCH param"
+	;;
+esac
+if [ -n "$epoch" ]; then
+	created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ) || die "cannot turn SOURCE_DATE_EPOCH '$epoch' into a date"
+	echo "SOURCE_DATE_EPOCH: $epoch ($created), $epoch_why"
 else
 	created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+	echo "SOURCE_DATE_EPOCH: $epoch_why"
 fi
 {
 	[ -z "$source_url" ] || printf 'org.opencontainers.image.source=%s\n' "$source_url"
@@ -272,9 +306,12 @@ check "$work/pushed.json" "pushed index $repo@$digest"
 
 printf '%s' "$IMAGE" >"$RESULT_IMAGE_URL"
 printf '%s' "$digest" >"$RESULT_IMAGE_DIGEST"
-{
-	printf '%s' "$repo@$digest"
-	for ref in "$@"; do printf ',%s' "$ref"; done
-} >"$RESULT_IMAGES"
+# IMAGES is the children only: Chains signs each entry, and the index
+# through IMAGE_URL/IMAGE_DIGEST; it does not recurse into an index
+# (tektoncd/chains#1070).
+(
+	IFS=,
+	printf '%s' "$*"
+) >"$RESULT_IMAGES"
 echo "pushed $repo@$digest:"
 sed 's/^/  /' "$work/entries"

@@ -45,8 +45,7 @@ func Build(cfg *config.Config) *v1.Task {
 				StringParam("STORAGE_DRIVER", "Removed: renamed STORAGE, and its overlay (through fuse-overlayfs) is now STORAGE=fuse-overlayfs. "+
 					"Any value fails the build, naming the STORAGE to pass instead.", ptr("")),
 				StringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(retries)),
-				StringParam("SOURCE_DATE_EPOCH", "Seconds since 1970-01-01 UTC, e.g. the commit's time (git log -1 --format=%ct): the image's creation time and every file's time in its layers "+
-					"(buildah bud --timestamp), so the same source builds the same digest, whatever the storage. Empty: the time of the build.", ptr("")),
+				StringParam("SOURCE_DATE_EPOCH", SourceDateEpochDescription, ptr("")),
 				StringParam("CACHE", "\"true\": build with a layer cache in the registry (buildah bud --layers --cache-from/--cache-to CACHE_REPO), so unchanged Dockerfile steps are not run again. "+
 					"A cache that cannot be reached or written is warned about and the build goes on without it.", ptr(strconv.FormatBool(cfg.Build.Cache))),
 				StringParam("CACHE_REPO", "Repository of the layer cache, without tag; TAG_SUFFIX is appended, so each architecture has its own. "+
@@ -61,6 +60,8 @@ func Build(cfg *config.Config) *v1.Task {
 				result("IMAGE_URL", "The tag that was pushed."),
 				result("IMAGE_DIGEST", "Digest of the pushed image."),
 				result("IMAGE_REF", "The pushed image by digest: repository@sha256:..."),
+				result("BUILD_ARCH", "What uname -m said in the build step (x86_64, aarch64, ...): the node's architecture. Under ALLOW_EMULATION only the Dockerfile's RUN steps run under QEMU, so it stays the node's."),
+				result("EMULATED", "\"true\" when the image was built for another architecture than the node's (ALLOW_EMULATION), else \"false\": a policy can refuse emulated builds from the provenance Chains records."),
 			}, append(gitResults(), sbomResults("the pushed image")...)...),
 			Volumes: []corev1.Volume{
 				{Name: sourceVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMedium(cfg.Build.EmptyDirMedium)}}},
@@ -103,6 +104,10 @@ func buildStep(cfg *config.Config) v1.Step {
 		env("RESULT_IMAGE_URL", resultPath("IMAGE_URL")),
 		env("RESULT_IMAGE_DIGEST", resultPath("IMAGE_DIGEST")),
 		env("RESULT_IMAGE_REF", resultPath("IMAGE_REF")),
+		env("RESULT_BUILD_ARCH", resultPath("BUILD_ARCH")),
+		env("RESULT_EMULATED", resultPath("EMULATED")),
+		// The clone step's result, in the same pod.
+		env("COMMIT_TIME_FILE", resultPath("COMMIT_TIME")),
 		// chroot isolation: RUN steps need no nested container runtime.
 		env("BUILDAH_ISOLATION", "chroot"),
 	}

@@ -36,7 +36,10 @@ func Manifest(cfg *config.Config) *v1.Task {
 				StringParam("TLS_VERIFY", "\"false\" allows plain-HTTP or self-signed registries.", ptr("true")),
 				StringParam("PUSH_RETRIES", "How many times a failed push is retried.", ptr(strconv.Itoa(cfg.Build.PushRetries))),
 				StringParam("GIT_URL", "The repository the images were built from: the index's org.opencontainers.image.source annotation (without credentials). Empty: none.", ptr("")),
-				StringParam("SOURCE_DATE_EPOCH", "Seconds since 1970-01-01 UTC: the index's org.opencontainers.image.created. Empty: the time of this step.", ptr("")),
+				StringParam("SOURCE_DATE_EPOCH", "The index's org.opencontainers.image.created: empty (the default) for COMMIT_TIME, a whole number of seconds since 1970-01-01 UTC, "+
+					"or \"now\" for the time of this step. Give it the builds' SOURCE_DATE_EPOCH: the same commit then gives the same index digest.", ptr("")),
+				StringParam("COMMIT_TIME", "A build's COMMIT_TIME result: the epoch when SOURCE_DATE_EPOCH is empty. Empty: COMMIT_TIME_LIST's first; both empty: the time of this step.", ptr("")),
+				ArrayParam("COMMIT_TIME_LIST", "COMMIT_TIME as an array, e.g. a matrixed build's COMMIT_TIME results; used when COMMIT_TIME is empty."),
 				ArrayParam("ANNOTATIONS", AnnotationsDescription+" The .revision is the commit SOURCE_COMMITS (or SOURCE_COMMIT_LIST) agree on."),
 				StringParam("PUSH", PushDescription+" The per-architecture images then live only in their build pods, so this step checks what the index would hold "+
 					"(one image by digest per platform, no platform or digest twice, one commit) and pushes nothing; IMAGE_DIGEST is empty.", ptr("true")),
@@ -45,7 +48,8 @@ func Manifest(cfg *config.Config) *v1.Task {
 			Results: []v1.TaskResult{
 				result("IMAGE_URL", "The tag the index was pushed to."),
 				result("IMAGE_DIGEST", "Digest of the pushed index; empty with PUSH \"false\"."),
-				result("IMAGES", "The index and each architecture's image, by digest, comma-separated; with PUSH \"false\" the images only."),
+				result("IMAGES", "Each architecture's image, by digest (repository@sha256:...), comma-separated, for Tekton Chains to sign each "+
+					"(it signs the index through IMAGE_URL and IMAGE_DIGEST and does not recurse into it: tektoncd/chains#1070)."),
 			},
 			Volumes: []corev1.Volume{
 				{Name: containersVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
@@ -55,6 +59,7 @@ func Manifest(cfg *config.Config) *v1.Task {
 				Image: cfg.Images.Buildah,
 				// The array forms after markers: the script splits them off.
 				Args: []string{"$(params.IMAGES[*])", "--platforms", "$(params.PLATFORM_LIST[*])", "--commits", "$(params.SOURCE_COMMIT_LIST[*])",
+					"--commit-times", "$(params.COMMIT_TIME_LIST[*])",
 					"--annotations", "$(params.ANNOTATIONS[*])"},
 				Env: append([]corev1.EnvVar{
 					env("IMAGE", param("IMAGE")),
@@ -65,6 +70,7 @@ func Manifest(cfg *config.Config) *v1.Task {
 					env("PUSH", param("PUSH")),
 					env("GIT_URL", param("GIT_URL")),
 					env("SOURCE_DATE_EPOCH", param("SOURCE_DATE_EPOCH")),
+					env("COMMIT_TIME", param("COMMIT_TIME")),
 					env("RESULT_IMAGE_URL", resultPath("IMAGE_URL")),
 					env("RESULT_IMAGE_DIGEST", resultPath("IMAGE_DIGEST")),
 					env("RESULT_IMAGES", resultPath("IMAGES")),

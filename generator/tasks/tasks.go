@@ -197,6 +197,7 @@ func cloneStep(cfg *config.Config, root string, mounts []corev1.VolumeMount) v1.
 		env("SOURCE_LINK", SourceLink),
 		env("RESULT_COMMIT", resultPath("COMMIT")),
 		env("RESULT_URL", resultPath("URL")),
+		env("RESULT_COMMIT_TIME", resultPath("COMMIT_TIME")),
 	}
 	e = append(e, workspaceEnv("GIT_CREDENTIALS", WorkspaceGitCredentials)...)
 	return v1.Step{
@@ -220,6 +221,7 @@ func gitResults() []v1.TaskResult {
 	return []v1.TaskResult{
 		result("COMMIT", "Full SHA of the commit that was cloned."),
 		result("URL", "The repository URL that was cloned."),
+		result("COMMIT_TIME", "The cloned commit's committer time, in seconds since 1970-01-01 UTC (git log -1 --format=%ct): the build's SOURCE_DATE_EPOCH by default."),
 	}
 }
 
@@ -253,10 +255,13 @@ func ArrayParam(name, description string) v1.ParamSpec {
 
 // Param descriptions shared by the Tasks and the Pipelines.
 const (
-	TargetDescription      = "The Dockerfile stage to build (buildah bud --target): the name after AS in its FROM line. Empty: the last stage."
-	LabelsDescription      = "Labels added to each image, each KEY=VALUE, after the automatic org.opencontainers.image.source (GIT_URL, without credentials), .revision (the commit built) and .created (SOURCE_DATE_EPOCH, else the build's time), which they can override."
-	AnnotationsDescription = "Annotations on the index, each KEY=VALUE, after the automatic org.opencontainers.image.source, .revision and .created, which they can override."
-	PushDescription        = "\"false\": build-only: every architecture is built and checked, nothing is pushed (no image, no index, no layer cache write)."
+	TargetDescription          = "The Dockerfile stage to build (buildah bud --target): the name after AS in its FROM line. Empty: the last stage."
+	LabelsDescription          = "Labels added to each image, each KEY=VALUE, after the automatic org.opencontainers.image.source (GIT_URL, without credentials), .revision (the commit built) and .created (SOURCE_DATE_EPOCH: by default the commit's time), which they can override."
+	AnnotationsDescription     = "Annotations on the index, each KEY=VALUE, after the automatic org.opencontainers.image.source, .revision and .created, which they can override."
+	SourceDateEpochDescription = "The image's creation time and every file's time in its layers (buildah bud --timestamp), so that a rebuild of the same commit gives the same digest, whatever the storage: " +
+		"empty (the default) for the commit's committer time (COMMIT_TIME), a whole number of seconds since 1970-01-01 UTC, or \"now\" for the time of the build (a new digest every time). " +
+		"A Dockerfile's RUN steps that are not deterministic (times they write into files, random data, downloads) still change the digest."
+	PushDescription = "\"false\": build-only: every architecture is built and checked, nothing is pushed (no image, no index, no layer cache write)."
 )
 
 func dockerConfigWorkspace() v1.WorkspaceDeclaration {

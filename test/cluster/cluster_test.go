@@ -488,7 +488,7 @@ func (s *stack) driveToSuccess(t testing.TB, r *prRun) {
 	mpod := r.waitPod(t, manifest)
 	checkSecurity(t, c, mpod, "step-manifest")
 	index := fakeDigest("index")
-	imagesResult := c.cfg.Example.Image + "@" + index + "\n" + strings.Join(wantImages, "\n")
+	imagesResult := strings.Join(wantImages, ",")
 	r.finish(t, mpod, map[string]stepOutcome{
 		"step-manifest": {results: map[string]string{"IMAGE_URL": c.cfg.Example.Image, "IMAGE_DIGEST": index, "IMAGES": imagesResult}},
 	})

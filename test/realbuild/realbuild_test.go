@@ -161,6 +161,36 @@ func TestRealBuild(t *testing.T) {
 	t.Run("layer-cache", func(t *testing.T) { testLayerCache(ctx, t, w) })
 	t.Run("sbom", func(t *testing.T) { testSBOM(ctx, t, w) })
 
+	// Reproducible by default: two builds of one commit in fresh storage,
+	// no SOURCE_DATE_EPOCH, give one digest; "now" another.
+	t.Run("source-date-epoch", func(t *testing.T) {
+		build := func(name string, nv ...string) (string, *TaskRun) {
+			tr := w.Runner(t, w.Catalog).RunTask(ctx, TaskRunRequest{
+				Name: "tr-epoch-" + name, Task: buildTask,
+				Params: Params(append([]string{"GIT_URL", w.Fixture.URL, "IMAGE", w.Image("epoch-" + name), "PLATFORM", "linux/amd64", "TLS_VERIFY", "false"}, nv...)...),
+			})
+			if !tr.Succeeded() {
+				t.Fatalf("%s: %v\n%s", name, tr.Err, tr.Log)
+			}
+			d, _ := tr.Result("IMAGE_DIGEST")
+			return d, tr
+		}
+		first, tr := build("first")
+		again, _ := build("again")
+		ct, _ := tr.Result("COMMIT_TIME")
+		if want := "SOURCE_DATE_EPOCH: " + ct + " ("; ct == "" || !strings.Contains(tr.Log, want) {
+			t.Errorf("COMMIT_TIME %q; log lacks %q:\n%s", ct, want, tr.Log)
+		}
+		now, trNow := build("now", "SOURCE_DATE_EPOCH", "now")
+		if !strings.Contains(trNow.Log, "SOURCE_DATE_EPOCH: none, the build's own time (SOURCE_DATE_EPOCH=now)") {
+			t.Errorf("the now build's log does not say so:\n%s", trNow.Log)
+		}
+		t.Logf("commit time %s: %s and %s; now: %s", ct, first, again, now)
+		if first != again || now == first {
+			t.Errorf("digests: default %s and %s (want equal), now %s (want another)", first, again, now)
+		}
+	})
+
 	t.Run("storage", func(t *testing.T) { testStorage(ctx, t, w) })
 
 	// The Tasks as multiarch-build-matrix calls them: each build derives its
@@ -477,6 +507,14 @@ func checkTwoArchRun(ctx context.Context, t *testing.T, w *World, run *PipelineR
 				t.Errorf("build-%s result %s = %q, want %q", arch, name, got, want)
 			}
 		}
+		// Run natively on this amd64 machine, the arm64 image under ALLOW_EMULATION.
+		wantEmulated := map[string]string{"amd64": "false", "arm64": "true"}[arch]
+		if got, got2 := res("BUILD_ARCH"), res("EMULATED"); got != "x86_64" || got2 != wantEmulated {
+			t.Errorf("build-%s BUILD_ARCH %q EMULATED %q, want x86_64 and %s", arch, got, got2, wantEmulated)
+		}
+		if want := "the committer time of commit " + w.Fixture.Commit + " (the param is empty)"; !strings.Contains(tr.Log, want) {
+			t.Errorf("build-%s log lacks %q:\n%s", arch, want, tr.Log)
+		}
 		if !strings.Contains(tr.Log, "\nstorage: "+took+" (") || !strings.Contains(tr.Log, "(storage: "+took+")") {
 			t.Errorf("build-%s did not build with %s storage:\n%s", arch, took, tr.Log)
 		}
@@ -557,7 +595,7 @@ func checkTwoArchRun(ctx context.Context, t *testing.T, w *World, run *PipelineR
 	wantResults := map[string]string{
 		"IMAGE_URL":         image,
 		"IMAGE_DIGEST":      indexDigest,
-		"IMAGES":            repo + "@" + indexDigest + "," + refs["amd64"] + "," + refs["arm64"],
+		"IMAGES":            refs["amd64"] + "," + refs["arm64"],
 		"CHAINS-GIT_URL":    w.Fixture.URL,
 		"CHAINS-GIT_COMMIT": w.Fixture.Commit,
 	}

@@ -76,7 +76,7 @@ func testStorage(ctx context.Context, t *testing.T, w *World) {
 		{name: "old-storage-driver-vfs", params: []string{"STORAGE_DRIVER", "vfs"}, want: "error: STORAGE_DRIVER was renamed STORAGE: pass STORAGE=vfs instead of STORAGE_DRIVER=vfs"},
 		{name: "bad-storage", params: []string{"STORAGE", "btrfs"}, want: "error: STORAGE 'btrfs' is not a storage mode: use auto, overlay (the kernel's), fuse-overlayfs or vfs"},
 		{name: "bad-source-date-epoch", params: []string{"SOURCE_DATE_EPOCH", "yesterday"},
-			want: "error: SOURCE_DATE_EPOCH must be a whole number of seconds since 1970-01-01 UTC (e.g. git log -1 --format=%ct), not 'yesterday'"},
+			want: "error: SOURCE_DATE_EPOCH must be empty (the commit's time, the default), a whole number of seconds since 1970-01-01 UTC (e.g. git log -1 --format=%ct) or now (the build's own time), not 'yesterday'"},
 	}
 	if oldBuildah {
 		cases = append(cases, struct {
