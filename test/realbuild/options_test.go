@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,11 +130,22 @@ func TestBuildOptions(t *testing.T) {
 				}
 				t.Fatalf("PipelineRun failed: %v", run.Err)
 			}
-			end := time.Now().UTC().Add(time.Second)
+			// Reproducible by default: with SOURCE_DATE_EPOCH unset, every
+			// architecture and the index say they were created at the
+			// commit's time, which the clone reports, not at the build's.
+			commitTime, _ := run.TaskRuns["build-amd64"].Result("COMMIT_TIME")
+			secs, err := strconv.ParseInt(commitTime, 10, 64)
+			if err != nil {
+				t.Fatalf("build-amd64 COMMIT_TIME %q is not seconds since the epoch: %v", commitTime, err)
+			}
+			wantCreated := time.Unix(secs, 0).UTC()
+			if !wantCreated.Before(start) {
+				t.Fatalf("the fixture's commit time %s is not before the run's start %s: the check could not tell them apart", wantCreated, start)
+			}
 			created := func(what, v string) {
 				ts, err := time.Parse(time.RFC3339, v)
-				if err != nil || ts.Before(start) || ts.After(end) {
-					t.Errorf("%s created %q (%v): want RFC 3339 between %s and %s", what, v, err, start.Format(time.RFC3339), end.Format(time.RFC3339))
+				if err != nil || !ts.Equal(wantCreated) {
+					t.Errorf("%s created %q (%v): want the commit's time %s", what, v, err, wantCreated.Format(time.RFC3339))
 				}
 			}
 			for _, arch := range arches {
