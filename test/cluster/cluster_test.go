@@ -323,22 +323,44 @@ func failed(c *apis.Condition) bool    { return c != nil && c.Status == corev1.C
 
 // values are the results the test makes each architecture's build report.
 type values struct {
-	commit string
-	url    string
-	tagged string // IMAGE_URL: the example's IMAGE plus -<arch>
-	digest string
-	ref    string // IMAGE_REF: repository@digest
+	commit     string
+	commitTime string // COMMIT_TIME: the commit's committer time
+	url        string
+	tagged     string // IMAGE_URL: the example's IMAGE plus -<arch>
+	digest     string
+	ref        string // IMAGE_REF: repository@digest
+	buildArch  string // BUILD_ARCH: what uname -m says on a node of arch
+}
+
+// fakeCommitTime is the COMMIT_TIME every simulated clone reports.
+const fakeCommitTime = "1796427226"
+
+// unameMachine is what uname -m prints on a node of each architecture.
+var unameMachine = map[string]string{"amd64": "x86_64", "arm64": "aarch64", "s390x": "s390x", "ppc64le": "ppc64le", "riscv64": "riscv64"}
+
+// outcomes are how a simulated build pod's steps end when its build
+// succeeds: every result the Task declares, as its steps would write them
+// (SBOM off: the SBOM steps write their results empty).
+func (v values) outcomes(gitURL string) map[string]stepOutcome {
+	return map[string]stepOutcome{
+		"step-clone":       {results: map[string]string{"COMMIT": v.commit, "URL": gitURL, "COMMIT_TIME": v.commitTime}},
+		"step-build":       {results: map[string]string{"IMAGE_URL": v.tagged, "IMAGE_DIGEST": v.digest, "IMAGE_REF": v.ref, "BUILD_ARCH": v.buildArch, "EMULATED": "false"}},
+		"step-sbom":        {},
+		"step-sbom-attach": {results: map[string]string{"SBOM_IMAGE_URL": "", "SBOM_IMAGE_DIGEST": "", "SBOM_IMAGE_REF": ""}},
+	}
 }
 
 func buildValues(c catalog, arch string) values {
 	repo := repository(c.cfg.Example.Image)
 	d := fakeDigest("image " + arch)
 	return values{
-		commit: fakeDigest("commit")[len("sha256:"):][:40],
-		url:    c.cfg.Example.GitURL,
-		tagged: c.cfg.Example.Image + "-" + arch,
-		digest: d,
-		ref:    repo + "@" + d,
+		commit:     fakeDigest("commit")[len("sha256:"):][:40],
+		commitTime: fakeCommitTime,
+		url:        c.cfg.Example.GitURL,
+		tagged:     c.cfg.Example.Image + "-" + arch,
+		digest:     d,
+		ref:        repo + "@" + d,
+		buildArch:  unameMachine[arch],
 	}
 }
 
@@ -438,10 +460,7 @@ func (s *stack) driveToSuccess(t testing.TB, r *prRun) {
 
 	for _, arch := range archs(c) {
 		v := buildValues(c, arch)
-		r.finish(t, pods[arch], map[string]stepOutcome{
-			"step-clone": {results: map[string]string{"COMMIT": v.commit, "URL": envOf(pods[arch], "step-clone", "GIT_URL")}},
-			"step-build": {results: map[string]string{"IMAGE_URL": v.tagged, "IMAGE_DIGEST": v.digest, "IMAGE_REF": v.ref}},
-		})
+		r.finish(t, pods[arch], v.outcomes(envOf(pods[arch], "step-clone", "GIT_URL")))
 	}
 	var lastBuild time.Time
 	for _, arch := range archs(c) {
@@ -450,7 +469,8 @@ func (s *stack) driveToSuccess(t testing.TB, r *prRun) {
 		if cond := tr.Status.GetCondition(apis.ConditionSucceeded); !succeeded(cond) {
 			t.Fatalf("TaskRun build-%s: %s", arch, condition(cond))
 		}
-		wantResults := map[string]string{"COMMIT": v.commit, "URL": v.url, "IMAGE_URL": v.tagged, "IMAGE_DIGEST": v.digest, "IMAGE_REF": v.ref}
+		wantResults := map[string]string{"COMMIT": v.commit, "URL": v.url, "COMMIT_TIME": v.commitTime, "IMAGE_URL": v.tagged, "IMAGE_DIGEST": v.digest, "IMAGE_REF": v.ref,
+			"BUILD_ARCH": v.buildArch, "EMULATED": "false", "SBOM_IMAGE_URL": "", "SBOM_IMAGE_DIGEST": "", "SBOM_IMAGE_REF": ""}
 		if got := taskRunResults(tr); !mapsEqual(got, wantResults) {
 			t.Errorf("TaskRun build-%s results (read by Tekton from the termination messages):\n got %v\nwant %v", arch, got, wantResults)
 		}
@@ -481,6 +501,9 @@ func (s *stack) driveToSuccess(t testing.TB, r *prRun) {
 	if got, want := params["SOURCE_COMMITS"].StringVal, strings.Join(commits, " "); got != want {
 		t.Errorf("manifest TaskRun param SOURCE_COMMITS = %q, want %q", got, want)
 	}
+	if got := params["COMMIT_TIME"].StringVal; got != fakeCommitTime {
+		t.Errorf("manifest TaskRun param COMMIT_TIME = %q, want the first build's COMMIT_TIME %q (the index's SOURCE_DATE_EPOCH by default)", got, fakeCommitTime)
+	}
 	if got := params["IMAGE"].StringVal; got != c.cfg.Example.Image {
 		t.Errorf("manifest TaskRun param IMAGE = %q, want %q", got, c.cfg.Example.Image)
 	}
@@ -508,6 +531,8 @@ func (s *stack) driveToSuccess(t testing.TB, r *prRun) {
 		"IMAGES":            imagesResult,
 		"CHAINS-GIT_URL":    v.url,
 		"CHAINS-GIT_COMMIT": v.commit,
+		// One empty entry per architecture: SBOM is off.
+		"SBOMS": strings.Repeat(",", len(archs(c))-1),
 	}
 	if !mapsEqual(got, want) {
 		t.Errorf("PipelineRun results:\n got %v\nwant %v", got, want)
@@ -541,8 +566,8 @@ func checkBuildPod(t testing.TB, c catalog, pod *corev1.Pod, arch string) {
 	for _, ctr := range pod.Spec.Containers {
 		names = append(names, ctr.Name)
 	}
-	if want := []string{"step-clone", "step-build"}; !slices.Equal(names, want) {
-		t.Errorf("build-%s pod containers %v, want %v (clone and build in one pod)", arch, names, want)
+	if want := []string{"step-clone", "step-build", "step-sbom", "step-sbom-attach"}; !slices.Equal(names, want) {
+		t.Errorf("build-%s pod containers %v, want %v (clone, build and the SBOM in one pod)", arch, names, want)
 	}
 	build := container(pod, "step-build")
 	if build == nil {
@@ -711,7 +736,7 @@ func (s *stack) driveArm64Failure(t testing.TB, r *prRun) {
 	builds, pods := r.buildPods(t)
 	v := buildValues(c, "arm64")
 	r.finish(t, pods["arm64"], map[string]stepOutcome{
-		"step-clone": {results: map[string]string{"COMMIT": v.commit, "URL": v.url}},
+		"step-clone": {results: map[string]string{"COMMIT": v.commit, "URL": v.url, "COMMIT_TIME": v.commitTime}},
 		"step-build": {exitCode: 1},
 	})
 	tr := r.waitTaskRunDone(t, builds["build-arm64"].Name)
@@ -729,10 +754,7 @@ func (s *stack) driveArm64Failure(t testing.TB, r *prRun) {
 			continue
 		}
 		v := buildValues(c, arch)
-		r.finish(t, pods[arch], map[string]stepOutcome{
-			"step-clone": {results: map[string]string{"COMMIT": v.commit, "URL": v.url}},
-			"step-build": {results: map[string]string{"IMAGE_URL": v.tagged, "IMAGE_DIGEST": v.digest, "IMAGE_REF": v.ref}},
-		})
+		r.finish(t, pods[arch], v.outcomes(v.url))
 	}
 	pr := r.waitDone(t)
 	prCond := pr.Status.GetCondition(apis.ConditionSucceeded)

@@ -237,10 +237,7 @@ func (r *prRun) finishMatrixBuilds(t testing.TB, platforms ...string) []string {
 		t.Logf("matrix build %s (PLATFORM=%s): node %s, nodeSelector %v", builds[i].Name, platform, pod.Spec.NodeName, pod.Spec.NodeSelector)
 		v := buildValues(r.c, arch)
 		refs = append(refs, v.ref)
-		r.finish(t, pod, map[string]stepOutcome{
-			"step-clone": {results: map[string]string{"COMMIT": v.commit, "URL": v.url}},
-			"step-build": {results: map[string]string{"IMAGE_URL": v.tagged, "IMAGE_DIGEST": v.digest, "IMAGE_REF": v.ref}},
-		})
+		r.finish(t, pod, v.outcomes(v.url))
 	}
 	sort.Strings(refs)
 	return refs

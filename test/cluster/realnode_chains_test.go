@@ -97,6 +97,7 @@ func (s *stack) chainsSigned(t *testing.T, r *prRun, w *nodeWorld, tag string) {
 	}
 
 	commit, gitURL := w.fixture.Commit, w.fixture.URL
+	wantBuiltOn := map[string][2]string{"amd64": {"x86_64", "false"}, "arm64": {"x86_64", "true"}}
 	refs := []string{repo + "@" + index, repo + "@" + arch["amd64"], repo + "@" + arch["arm64"]}
 	for _, ref := range refs {
 		digest := ref[strings.LastIndex(ref, "@")+1:]
@@ -117,7 +118,7 @@ func (s *stack) chainsSigned(t *testing.T, r *prRun, w *nodeWorld, tag string) {
 		if len(sts) == 0 {
 			t.Errorf("cosign verify-attestation %s: no attestation", ref)
 		}
-		var git, buildResults bool
+		var git, buildResults, native bool
 		for _, st := range sts {
 			var subjects []string
 			for _, sub := range st.Subject {
@@ -137,15 +138,30 @@ func (s *stack) chainsSigned(t *testing.T, r *prRun, w *nodeWorld, tag string) {
 			}
 			t.Logf("%s: provenance %s: subjects %v, materials %v", ref, st.Predicate.BuildType, subjects, materials)
 			for _, task := range st.Predicate.BuildConfig.Tasks {
-				for _, res := range task.Results {
-					// TODO(lead): check BUILD_ARCH and EMULATED here once the
-					// build Task has them (another helper adds them).
-					if res.Name == "IMAGE_DIGEST" && strings.HasPrefix(task.Name, "build-") &&
-						res.Value.StringVal == arch[strings.TrimPrefix(task.Name, "build-")] {
-						buildResults = true
-					}
+				if !strings.HasPrefix(task.Name, "build-") {
+					continue
+				}
+				res := map[string]string{}
+				for _, r := range task.Results {
+					res[r.Name] = r.Value.StringVal
+				}
+				a := strings.TrimPrefix(task.Name, "build-")
+				if res["IMAGE_DIGEST"] == arch[a] {
+					buildResults = true
+				}
+				// What a policy reads to refuse an emulated build: the node's
+				// own architecture as the build step saw it, and whether the
+				// image is for another. This run builds arm64 on the amd64
+				// node, under emulation.
+				if want := wantBuiltOn[a]; res["BUILD_ARCH"] != want[0] || res["EMULATED"] != want[1] {
+					t.Errorf("%s: provenance of %s records BUILD_ARCH %q, EMULATED %q; want %q, %q", ref, task.Name, res["BUILD_ARCH"], res["EMULATED"], want[0], want[1])
+				} else {
+					native = true
 				}
 			}
+		}
+		if !native {
+			t.Errorf("%s: no provenance records the builds' BUILD_ARCH and EMULATED results", ref)
 		}
 		if !git {
 			t.Errorf("%s: no provenance names the git material %s at commit %s", ref, gitURL, commit)

@@ -129,10 +129,11 @@ func TestRealNode(t *testing.T) {
 	s.install(t, cu)
 
 	var twoArch *prRun
+	var firstDigests map[string]string
 	t.Run("emulated-arm64", func(t *testing.T) {
 		r, watch := s.runOnRealNode(t, c, n, w, "v1", map[string]string{"ALLOW_EMULATION": "true", "DOCKERFILE": "Dockerfile.run"})
 		twoArch = r
-		s.checkRealRun(t, r, w, "v1")
+		firstDigests = s.checkRealRun(t, r, w, "v1")
 		checkStepCreds(t, watch, false)
 		s.checkTknLogs(t, r, w)
 		// The default storage (auto) picks a mode without /dev/fuse, which
@@ -174,8 +175,21 @@ func TestRealNode(t *testing.T) {
 	t.Run("seccomp-default", func(t *testing.T) {
 		s.restartKubelet(t, n, true)
 		r, watch := s.runOnRealNode(t, c, n, w, "v2", map[string]string{"ALLOW_EMULATION": "true", "DOCKERFILE": "Dockerfile.run"})
-		s.checkRealRun(t, r, w, "v2")
+		again := s.checkRealRun(t, r, w, "v2")
 		checkStepCreds(t, watch, true)
+		// The same commit and params as emulated-arm64, built again in new
+		// pods under another kubelet configuration: with SOURCE_DATE_EPOCH
+		// empty (the commit's time), every digest must be the same,
+		// the Dockerfile's RUN step (under QEMU for arm64) included.
+		if firstDigests == nil {
+			t.Fatal("emulated-arm64 recorded no digests to compare")
+		}
+		if !mapsEqual(again, firstDigests) {
+			t.Errorf("a rebuild of the same commit is not reproducible:\n first %v\n again %v", firstDigests, again)
+		} else {
+			t.Logf("reproducible: two builds of commit %s in different pods gave the same digests: index %s, linux/amd64 %s, linux/arm64 %s",
+				w.fixture.Commit, again["index"], again["linux/amd64"], again["linux/arm64"])
+		}
 	})
 	t.Run("userns-seccomp-default", func(t *testing.T) {
 		if !n.seccompDefault {
@@ -433,7 +447,7 @@ func sortedKeys(m map[string]string) []string {
 // platforms with the build TaskRuns' digests, its digest is the manifest
 // TaskRun's, each image's config has its architecture, and the RUN step ran
 // as its platform (under qemu for arm64).
-func (s *stack) checkRealRun(t testing.TB, r *prRun, w *nodeWorld, tag string) {
+func (s *stack) checkRealRun(t testing.TB, r *prRun, w *nodeWorld, tag string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	pr, trs := s.succeededRealRun(t, r)
@@ -496,6 +510,8 @@ func (s *stack) checkRealRun(t testing.TB, r *prRun, w *nodeWorld, tag string) {
 			t.Errorf("%s: the RUN step recorded %q, want %q", ref, builtOn, arch+" "+machine)
 		}
 	}
+	want["index"] = indexDigest
+	return want
 }
 
 func dockerfileOf(pr *v1.PipelineRun) string {
