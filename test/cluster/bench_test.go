@@ -89,6 +89,14 @@ type buildTiming struct {
 	step, bud time.Duration
 	log       string // the build step's, without timestamps
 	digest    string
+	// spans are each step's first and last log lines' times (the kubelet's,
+	// to the millisecond) and its log without them, by step name.
+	spans map[string]logSpan
+}
+
+type logSpan struct {
+	first, last time.Time
+	text        string
 }
 
 // timedBuild runs the buildah-build Task alone on the real node, as a
@@ -148,9 +156,17 @@ func (s *stack) timedBuild(tb testing.TB, c catalog, w *nodeWorld, name string, 
 	if err != nil {
 		tb.Fatalf("TaskRun %s: %v\n%s", tr.Name, err, bt.log)
 	}
+	bt.spans = map[string]logSpan{}
 	for _, st := range done.Status.Steps {
 		if st.Name == "build" && st.Terminated != nil {
 			bt.step = st.Terminated.FinishedAt.Sub(st.Terminated.StartedAt.Time)
+		}
+		raw, err := s.kube.CoreV1().Pods(c.ns()).GetLogs(done.Status.PodName, &corev1.PodLogOptions{Container: "step-" + st.Name, Timestamps: true}).DoRaw(ctx)
+		if err != nil {
+			tb.Fatalf("TaskRun %s: the %s step's log: %v", tr.Name, st.Name, err)
+		}
+		if sp, ok := spanOf(string(raw)); ok {
+			bt.spans[st.Name] = sp
 		}
 	}
 	for _, r := range done.Status.Results {
@@ -199,4 +215,23 @@ func budTime(raw string) (string, time.Duration, error) {
 		return log.String(), 0, fmt.Errorf("no \"building\" and \"pushing\" lines in the build log")
 	}
 	return log.String(), end.Sub(start), nil
+}
+
+// spanOf is the time of the first and last lines of a log read with the
+// kubelet's timestamps, and its text; false for a log without a line.
+func spanOf(raw string) (logSpan, bool) {
+	var sp logSpan
+	for _, line := range strings.Split(strings.TrimSuffix(raw, "\n"), "\n") {
+		stamp, text, _ := strings.Cut(line, " ")
+		at, err := time.Parse(time.RFC3339Nano, stamp)
+		if err != nil {
+			continue
+		}
+		sp.text += text + "\n"
+		if sp.first.IsZero() {
+			sp.first = at
+		}
+		sp.last = at
+	}
+	return sp, !sp.first.IsZero()
 }
