@@ -110,6 +110,8 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 			// commit's time, as the builds do.
 			{Name: "SOURCE_DATE_EPOCH", Value: str(param("SOURCE_DATE_EPOCH"))},
 			{Name: "COMMIT_TIME", Value: str(taskResult(BuildTask(cfg.Architectures[0]), "COMMIT_TIME"))},
+			{Name: "SBOM", Value: str(param("SBOM"))},
+			{Name: "SBOMS", Value: *v1.NewStructuredValues(sboms[0], sboms[1:]...)},
 		},
 		Workspaces: bind(tasks.WorkspaceDockerConfig, tasks.WorkspaceCABundle),
 	})
@@ -163,6 +165,7 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 				{Name: "CHAINS-GIT_URL", Description: "The repository that was built.", Value: str(taskResult(first, "URL"))},
 				{Name: "CHAINS-GIT_COMMIT", Description: "The commit that was built (the same on every architecture).", Value: str(taskResult(first, "COMMIT"))},
 				{Name: "SBOMS", Description: "Each architecture's attached SPDX SBOM, by digest (repository@sha256:...), comma-separated, in the order of IMAGES; empty entries without SBOM.", Value: str(strings.Join(sboms, ","))},
+				{Name: "INDEX_SBOM", Description: "The index's attached SPDX SBOM, by digest (repository@sha256:...), listing each architecture's image and SBOM; empty without SBOM.", Value: str(taskResult(ManifestTask, "SBOM_IMAGE_REF"))},
 			},
 		},
 	}
@@ -225,6 +228,8 @@ func MatrixPipeline(cfg *config.Config) *v1.Pipeline {
 		{Name: "PUSH", Value: str(param("PUSH"))},
 		{Name: "SOURCE_DATE_EPOCH", Value: str(param("SOURCE_DATE_EPOCH"))},
 		{Name: "COMMIT_TIME_LIST", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(tasks." + MatrixBuildTask + ".results.COMMIT_TIME[*])"}}},
+		{Name: "SBOM", Value: str(param("SBOM"))},
+		{Name: "SBOMS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"$(tasks." + MatrixBuildTask + ".results.SBOM_IMAGE_REF[*])"}}},
 	}
 	p.Spec.Tasks = []v1.PipelineTask{build, manifest}
 	// The git URL and commit come from the matrix only as arrays; the

@@ -27,6 +27,12 @@ var SBOM string
 //go:embed sbom-attach.sh
 var SBOMAttach string
 
+// SBOMIndex makes the index's SPDX SBOM: the index, each platform's image
+// and that image's own attached SBOM (externalDocumentRefs).
+//
+//go:embed sbom-index.sh
+var SBOMIndex string
+
 // Manifest assembles, pushes and verifies the multi-arch index.
 //
 //go:embed manifest.sh

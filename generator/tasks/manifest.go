@@ -43,16 +43,19 @@ func Manifest(cfg *config.Config) *v1.Task {
 				ArrayParam("ANNOTATIONS", AnnotationsDescription+" The .revision is the commit SOURCE_COMMITS (or SOURCE_COMMIT_LIST) agree on."),
 				StringParam("PUSH", PushDescription+" The per-architecture images then live only in their build pods, so this step checks what the index would hold "+
 					"(one image by digest per platform, no platform or digest twice, one commit) and pushes nothing; IMAGE_DIGEST is empty.", ptr("true")),
+				StringParam("SBOM", SBOMIndexDescription, ptr("false")),
+				ArrayParam("SBOMS", "Each build's SBOM_IMAGE_REF (repository@sha256:...), with SBOM \"true\": the per-platform SBOMs the index's SBOM lists."),
 			},
 			Workspaces: []v1.WorkspaceDeclaration{dockerConfigWorkspace(), CABundleWorkspace()},
-			Results: []v1.TaskResult{
+			Results: append([]v1.TaskResult{
 				result("IMAGE_URL", "The tag the index was pushed to."),
 				result("IMAGE_DIGEST", "Digest of the pushed index; empty with PUSH \"false\"."),
 				result("IMAGES", "Each architecture's image, by digest (repository@sha256:...), comma-separated, for Tekton Chains to sign each "+
 					"(it signs the index through IMAGE_URL and IMAGE_DIGEST and does not recurse into it: tektoncd/chains#1070)."),
-			},
+			}, sbomResults("the index")...),
 			Volumes: []corev1.Volume{
 				{Name: containersVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				sbomVolume(),
 			},
 			Steps: []v1.Step{{
 				Name:  ManifestStep,
@@ -79,7 +82,7 @@ func Manifest(cfg *config.Config) *v1.Task {
 				VolumeMounts:    []corev1.VolumeMount{{Name: containersVolume, MountPath: containersMount}},
 				SecurityContext: buildahSecurity(cfg),
 				Script:          scripts.Manifest,
-			}},
+			}, sbomIndexStep(cfg), sbomAttachStep(cfg)},
 		},
 	}
 	appArmorAnnotations(cfg, t, ManifestStep)

@@ -22,6 +22,7 @@ import (
 // and names as subjects of the TaskRun's provenance.
 const (
 	SBOMStep       = "sbom"
+	SBOMIndexStep  = "sbom-index"
 	SBOMAttachStep = "sbom-attach"
 	sbomVolumeName = "sbom"
 	sbomMount      = "/sbom"
@@ -32,6 +33,11 @@ const (
 const SBOMDescription = "\"true\": after the push, syft makes an SPDX SBOM of the pushed image (by digest, so of this architecture's image only) " +
 	"and it is attached to the image as cosign attach sbom does (tag sha256-<digest hex>.sbom, read with cosign download sbom); " +
 	"its failure fails the build. Nothing is attached with PUSH \"false\"."
+
+// SBOMIndexDescription is the manifest Task's SBOM param's.
+const SBOMIndexDescription = "\"true\": after the push, an SPDX SBOM of the index is made and attached to it the same way: it describes the index by digest " +
+	"and lists each platform's image and that image's own SBOM (SBOMS, checked against the tag each build attached), with no package list of its own. " +
+	"Nothing is made with PUSH \"false\"."
 
 func sbomVolume() corev1.Volume {
 	return corev1.Volume{Name: sbomVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
@@ -96,5 +102,30 @@ func sbomAttachStep(cfg *config.Config) v1.Step {
 		VolumeMounts:    []corev1.VolumeMount{{Name: sbomVolumeName, MountPath: sbomMount}},
 		SecurityContext: sbomSecurity(),
 		Script:          scripts.SBOMAttach,
+	}
+}
+
+// sbomIndexStep writes the index's SBOM from the pushed index and the
+// builds' SBOMs (the SBOMS param, as arguments) for sbomAttachStep, which
+// attaches it to the manifest step's IMAGE_URL/IMAGE_DIGEST.
+func sbomIndexStep(cfg *config.Config) v1.Step {
+	e := []corev1.EnvVar{
+		env("SBOM", param("SBOM")),
+		env("PUSH", param("PUSH")),
+		env("TLS_VERIFY", param("TLS_VERIFY")),
+		env("INDEX_URL_FILE", resultPath("IMAGE_URL")),
+		env("INDEX_DIGEST_FILE", resultPath("IMAGE_DIGEST")),
+		env("SBOM_FILE", sbomFile),
+	}
+	e = append(e, workspaceEnv("DOCKERCONFIG", WorkspaceDockerConfig)...)
+	e = append(e, workspaceEnv("CA_BUNDLE", WorkspaceCABundle)...)
+	return v1.Step{
+		Name:            SBOMIndexStep,
+		Image:           cfg.Images.Crane,
+		Args:            []string{"$(params.SBOMS[*])"},
+		Env:             e,
+		VolumeMounts:    []corev1.VolumeMount{{Name: sbomVolumeName, MountPath: sbomMount}},
+		SecurityContext: sbomSecurity(),
+		Script:          scripts.SBOMIndex,
 	}
 }

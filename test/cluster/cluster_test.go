@@ -332,6 +332,16 @@ type values struct {
 	buildArch  string // BUILD_ARCH: what uname -m says on a node of arch
 }
 
+// manifestOutcomes are how a simulated manifest pod's steps end when the
+// index was pushed: every result the Task declares (SBOM off).
+func manifestOutcomes(url, digest, images string) map[string]stepOutcome {
+	return map[string]stepOutcome{
+		"step-manifest":    {results: map[string]string{"IMAGE_URL": url, "IMAGE_DIGEST": digest, "IMAGES": images}},
+		"step-sbom-index":  {},
+		"step-sbom-attach": {results: map[string]string{"SBOM_IMAGE_URL": "", "SBOM_IMAGE_DIGEST": "", "SBOM_IMAGE_REF": ""}},
+	}
+}
+
 // fakeCommitTime is the COMMIT_TIME every simulated clone reports.
 const fakeCommitTime = "1796427226"
 
@@ -512,9 +522,7 @@ func (s *stack) driveToSuccess(t testing.TB, r *prRun) {
 	checkSecurity(t, c, mpod, "step-manifest")
 	index := fakeDigest("index")
 	imagesResult := strings.Join(wantImages, ",")
-	r.finish(t, mpod, map[string]stepOutcome{
-		"step-manifest": {results: map[string]string{"IMAGE_URL": c.cfg.Example.Image, "IMAGE_DIGEST": index, "IMAGES": imagesResult}},
-	})
+	r.finish(t, mpod, manifestOutcomes(c.cfg.Example.Image, index, imagesResult))
 
 	pr := r.waitDone(t)
 	if cond := pr.Status.GetCondition(apis.ConditionSucceeded); !succeeded(cond) {
@@ -532,7 +540,8 @@ func (s *stack) driveToSuccess(t testing.TB, r *prRun) {
 		"CHAINS-GIT_URL":    v.url,
 		"CHAINS-GIT_COMMIT": v.commit,
 		// One empty entry per architecture: SBOM is off.
-		"SBOMS": strings.Repeat(",", len(archs(c))-1),
+		"SBOMS":      strings.Repeat(",", len(archs(c))-1),
+		"INDEX_SBOM": "",
 	}
 	if !mapsEqual(got, want) {
 		t.Errorf("PipelineRun results:\n got %v\nwant %v", got, want)

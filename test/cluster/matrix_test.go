@@ -143,9 +143,7 @@ func (s *stack) driveMatrix(t testing.TB, r *prRun, platforms ...string) {
 	t.Logf("manifest params IMAGES %v PLATFORM_LIST %v SOURCE_COMMIT_LIST %v", got, params["PLATFORM_LIST"], params["SOURCE_COMMIT_LIST"])
 	mpod := r.waitPod(t, manifest)
 	index := fakeDigest("index")
-	r.finish(t, mpod, map[string]stepOutcome{
-		"step-manifest": {results: map[string]string{"IMAGE_URL": r.c.cfg.Example.Image, "IMAGE_DIGEST": index, "IMAGES": "x"}},
-	})
+	r.finish(t, mpod, manifestOutcomes(r.c.cfg.Example.Image, index, "x"))
 	pr := r.waitDone(t)
 	if cond := pr.Status.GetCondition(apis.ConditionSucceeded); !succeeded(cond) {
 		t.Fatalf("PipelineRun %s: %s", r.name, condition(cond))

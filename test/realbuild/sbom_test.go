@@ -89,6 +89,84 @@ func testSBOM(ctx context.Context, t *testing.T, w *World) {
 			stepTime(tr, "sbom"), stepTime(tr, "sbom-attach"))
 	})
 
+	// The two-arch Pipeline with SBOM "true": each build's SBOM and the
+	// index's, which lists each platform's image and SBOM.
+	t.Run("index", func(t *testing.T) {
+		r := w.Runner(t, w.Catalog)
+		r.StepBin = map[string]string{"sbom": bin, "sbom-attach": bin, "sbom-index": bin}
+		image := w.Image("sbom-index")
+		pr := r.RunPipeline(ctx, PipelineRunRequest{
+			Name: "pr-sbom-index", Pipeline: pipelineName,
+			Params: Params("GIT_URL", w.Fixture.URL, "IMAGE", image, "TLS_VERIFY", "false", "ALLOW_EMULATION", "true", "SBOM", "true"),
+		})
+		if pr.Err != nil {
+			for n, tr := range pr.TaskRuns {
+				t.Logf("TaskRun %s:\n%s", n, tr.Log)
+			}
+			t.Fatal(pr.Err)
+		}
+		raw, err := RawManifest(ctx, image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx, err := ParseIndex(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sboms := map[string]string{}
+		for _, arch := range []string{"amd64", "arm64"} {
+			ref, _ := pr.TaskRuns["build-"+arch].Result("SBOM_IMAGE_REF")
+			sboms["linux/"+arch] = ref
+		}
+		if want := sboms["linux/amd64"] + "," + sboms["linux/arm64"]; pr.Results["SBOMS"] != want {
+			t.Errorf("Pipeline result SBOMS %q, want the builds' %q", pr.Results["SBOMS"], want)
+		}
+		index := pr.Results["IMAGE_DIGEST"]
+		summary, err := CheckIndexSBOM(ctx, w.Repository(), index, idx.ByPlatform, sboms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, attachment, err := AttachedSBOM(ctx, w.Repository(), index); err != nil || pr.Results["INDEX_SBOM"] != w.Repository()+"@"+attachment {
+			t.Errorf("Pipeline result INDEX_SBOM %q, the index's attachment %s (%v)", pr.Results["INDEX_SBOM"], attachment, err)
+		}
+		t.Log(summary)
+	})
+
+	// The manifest Task with SBOM "true" refuses an index whose builds
+	// attached no SBOM, naming why, rather than attach a partial one.
+	t.Run("index-without-build-sboms", func(t *testing.T) {
+		r := w.Runner(t, w.Catalog)
+		r.StepBin = map[string]string{"sbom-index": bin, "sbom-attach": bin}
+		image := w.Image("sbom-index-missing")
+		var refs []string
+		for _, arch := range []string{"amd64", "arm64"} {
+			tr := r.RunTask(ctx, TaskRunRequest{
+				Name: "tr-sbom-missing-" + arch, Task: buildTask,
+				Params: Params("GIT_URL", w.Fixture.URL, "IMAGE", image, "TAG_SUFFIX", "-"+arch, "PLATFORM", "linux/"+arch,
+					"TLS_VERIFY", "false", "ALLOW_EMULATION", "true"),
+			})
+			if !tr.Succeeded() {
+				t.Fatalf("build %s: %v\n%s", arch, tr.Err, tr.Log)
+			}
+			ref, _ := tr.Result("IMAGE_REF")
+			refs = append(refs, ref)
+		}
+		tr := r.RunTask(ctx, TaskRunRequest{
+			Name: "tr-sbom-index-missing", Task: manifestTask,
+			Params: append(Params("IMAGE", image, "TLS_VERIFY", "false", "PLATFORMS", "linux/amd64,linux/arm64", "SBOM", "true"),
+				ArrayParam("IMAGES", refs...), ArrayParam("SBOMS", "", "")),
+		})
+		if tr.Succeeded() {
+			t.Fatalf("the manifest Task succeeded with SBOM=true and no build SBOMs:\n%s", tr.Log)
+		}
+		if n := len(tr.Steps); n == 0 || tr.Steps[n-1].Name != "sbom-index" {
+			t.Errorf("steps %+v: want the sbom-index step to fail", tr.Steps)
+		}
+		if want := "error: a build reported no SBOM (an empty SBOM_IMAGE_REF): with SBOM=true every platform's build must attach one"; !strings.Contains(tr.Log, want) {
+			t.Errorf("log lacks %q:\n%s", want, tr.Log)
+		}
+	})
+
 	t.Run("push-false", func(t *testing.T) {
 		tr := run(t, "push-false", "SBOM", "true", "PUSH", "false")
 		if !tr.Succeeded() {
