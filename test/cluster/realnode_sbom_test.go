@@ -24,9 +24,11 @@ func (s *stack) realSBOM(t *testing.T, c catalog, n *realNode, w *nodeWorld) {
 	repo := w.registry + "/multiarch/app"
 	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 	var refs []string
+	children, sboms := map[string]string{}, map[string]string{}
 	for _, arch := range []string{"amd64", "arm64"} {
 		res := taskRunResults(trs["build-"+arch])
 		digest := res["IMAGE_DIGEST"]
+		children["linux/"+arch], sboms["linux/"+arch] = digest, res["SBOM_IMAGE_REF"]
 		tag := repo + ":sha256-" + strings.TrimPrefix(digest, "sha256:") + ".sbom"
 		if res["SBOM_IMAGE_URL"] != tag || res["SBOM_IMAGE_REF"] != repo+"@"+res["SBOM_IMAGE_DIGEST"] {
 			t.Fatalf("build-%s SBOM results %v, want the tag %s", arch, res, tag)
@@ -93,8 +95,18 @@ func (s *stack) realSBOM(t *testing.T, c catalog, n *realNode, w *nodeWorld) {
 		}
 		t.Logf("%s SBOM %s (%d bytes): %s is %s; purls %v", arch, res["SBOM_IMAGE_REF"], len(doc), fileSums[own], own, purls)
 	}
-	if got := taskRunResults(trs["manifest"]); got["IMAGE_DIGEST"] == "" {
-		t.Errorf("manifest results %v", got)
-	}
 	t.Logf("per-arch SBOMs: %v", refs)
+	// The index's SBOM, made by the manifest pod's sbom-index step in the
+	// crane image (busybox's sed, tr and sha1sum).
+	index := taskRunResults(trs["manifest"])["IMAGE_DIGEST"]
+	summary, err := realbuild.CheckIndexSBOM(ctx, repo, index, children, sboms)
+	if err != nil {
+		t.Fatalf("%v\nsbom-index step:\n%s", err, s.stepLog(t, c.ns(), trs["manifest"], "step-sbom-index"))
+	}
+	t.Log(summary)
+	for _, r := range pr.Status.Results {
+		if r.Name == "INDEX_SBOM" && r.Value.StringVal != taskRunResults(trs["manifest"])["SBOM_IMAGE_REF"] {
+			t.Errorf("PipelineRun result INDEX_SBOM %q, the manifest's SBOM_IMAGE_REF %q", r.Value.StringVal, taskRunResults(trs["manifest"])["SBOM_IMAGE_REF"])
+		}
+	}
 }
