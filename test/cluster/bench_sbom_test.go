@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tekton-multiarch/tekton-multiarch/test/realbuild"
 )
 
 var syftRE = regexp.MustCompile(`syft \d+\.\d+\.\d+`)
@@ -29,19 +27,8 @@ var sbomRounds = flag.Int("sbom-rounds", 2, "BenchmarkSBOM: builds of each Docke
 //
 //	go test -run '^$' -bench BenchmarkSBOM -benchtime 1x ./test/cluster/ -sbom-rounds=2
 func BenchmarkSBOM(b *testing.B) {
-	p := &realNodeProvider{}
-	s := startStack(b, kwokNodes{}, p)
-	w := s.startNodeWorld(b)
-	busybox := w.registry + "/base/busybox:1.35"
-	realbuild.PushBusyboxBase(b, busybox)
-	big := w.registry + "/base/big:1"
-	realbuild.PushBigBase(b, busybox, big)
-	realbuild.MakeGitRepo(b, w.gitBase, "bench-sbom", map[string]string{
-		"Dockerfile.io":  realbuild.BenchIODockerfile,
-		"Dockerfile.big": realbuild.BenchBigBaseDockerfile,
-		"Dockerfile.cpu": realbuild.BenchCPUDockerfile,
-	})
-	repo := w.gitURL("bench-sbom.git")
+	s, w, bw := startBenchWorld(b, "bench-sbom")
+	busybox, big, repo := bw.busybox, bw.big, bw.repo
 	c := generateVariant(b, s.repo, realNodeConfig(b, s.images, "real-node-builds", ""))
 	s.install(b, c)
 	s.installNodeProfiles(b, c)

@@ -42,19 +42,8 @@ const benchEpoch = "1700000000"
 //
 //	go test -run '^$' -bench BenchmarkStorageModes -benchtime 1x ./test/cluster/ -storage-rounds=3
 func BenchmarkStorageModes(b *testing.B) {
-	p := &realNodeProvider{}
-	s := startStack(b, kwokNodes{}, p)
-	w := s.startNodeWorld(b)
-	busybox := w.registry + "/base/busybox:1.35"
-	realbuild.PushBusyboxBase(b, busybox)
-	big := w.registry + "/base/big:1"
-	realbuild.PushBigBase(b, busybox, big)
-	realbuild.MakeGitRepo(b, w.gitBase, "bench-storage", map[string]string{
-		"Dockerfile.io":  realbuild.BenchIODockerfile,
-		"Dockerfile.big": realbuild.BenchBigBaseDockerfile,
-		"Dockerfile.cpu": realbuild.BenchCPUDockerfile,
-	})
-	repo := w.gitURL("bench-storage.git")
+	s, w, bw := startBenchWorld(b, "bench-storage")
+	busybox, big, repo := bw.busybox, bw.big, bw.repo
 	c := generateVariant(b, s.repo, realNodeConfig(b, s.images, "real-node-builds", ""))
 	cf := generateVariant(b, s.repo, realNodeConfig(b, s.images, "real-node-fuse", "build:\n  storage: fuse-overlayfs\n"))
 	s.install(b, c)
@@ -152,6 +141,29 @@ func BenchmarkStorageModes(b *testing.B) {
 		}
 		fmt.Printf("%s  %s  digests: %s\n", line, strings.Join(ratios, ", "), digestSummary(digests))
 	}
+}
+
+// benchWorld is what the real-node benchmarks build: the storage bench's
+// Dockerfiles (realbuild's BenchIODockerfile, BenchBigBaseDockerfile,
+// BenchCPUDockerfile) in a git repository, and their FROM bases (the
+// busybox base and a distribution-sized one) in the node's registry.
+type benchWorld struct{ busybox, big, repo string }
+
+// startBenchWorld starts the stack with the real node and makes the bench
+// repository name.
+func startBenchWorld(b *testing.B, name string) (*stack, *nodeWorld, benchWorld) {
+	p := &realNodeProvider{}
+	s := startStack(b, kwokNodes{}, p)
+	w := s.startNodeWorld(b)
+	bw := benchWorld{busybox: w.registry + "/base/busybox:1.35", big: w.registry + "/base/big:1", repo: w.gitURL(name + ".git")}
+	realbuild.PushBusyboxBase(b, bw.busybox)
+	realbuild.PushBigBase(b, bw.busybox, bw.big)
+	realbuild.MakeGitRepo(b, w.gitBase, name, map[string]string{
+		"Dockerfile.io":  realbuild.BenchIODockerfile,
+		"Dockerfile.big": realbuild.BenchBigBaseDockerfile,
+		"Dockerfile.cpu": realbuild.BenchCPUDockerfile,
+	})
+	return s, w, bw
 }
 
 // digestSummary says which modes built which digest (digest -> modes).
