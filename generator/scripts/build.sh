@@ -451,6 +451,11 @@ now)
 	echo "SOURCE_DATE_EPOCH: $epoch ($(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)), from the SOURCE_DATE_EPOCH param"
 	;;
 esac
+# buildah passes the epoch as --timestamp, the one flag every buildah of
+# the last years has (measured: 1.40.1 has no --source-date-epoch). From
+# 1.42 buildah also reads SOURCE_DATE_EPOCH from its environment as
+# --source-date-epoch, where "now" is a parse error: it takes the flag only.
+unset SOURCE_DATE_EPOCH
 if [ -n "$epoch" ]; then
 	created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ) || die "cannot turn SOURCE_DATE_EPOCH '$epoch' into a date"
 else

@@ -199,6 +199,9 @@ now)
 	epoch_why="from the SOURCE_DATE_EPOCH param"
 	;;
 esac
+# Not for buildah's own reading (1.42 and later take it from the
+# environment, and "now" is not a number to them): the epoch is in created.
+unset SOURCE_DATE_EPOCH
 if [ -n "$epoch" ]; then
 	created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ) || die "cannot turn SOURCE_DATE_EPOCH '$epoch' into a date"
 	echo "SOURCE_DATE_EPOCH: $epoch ($created), $epoch_why"
