@@ -104,9 +104,40 @@ func (s *stack) realSBOM(t *testing.T, c catalog, n *realNode, w *nodeWorld) {
 		t.Fatalf("%v\nsbom-index step:\n%s", err, s.stepLog(t, c.ns(), trs["manifest"], "step-sbom-index"))
 	}
 	t.Log(summary)
+	indexSBOM := taskRunResults(trs["manifest"])["SBOM_IMAGE_REF"]
 	for _, r := range pr.Status.Results {
-		if r.Name == "INDEX_SBOM" && r.Value.StringVal != taskRunResults(trs["manifest"])["SBOM_IMAGE_REF"] {
-			t.Errorf("PipelineRun result INDEX_SBOM %q, the manifest's SBOM_IMAGE_REF %q", r.Value.StringVal, taskRunResults(trs["manifest"])["SBOM_IMAGE_REF"])
+		if r.Name == "INDEX_SBOM" && r.Value.StringVal != indexSBOM {
+			t.Errorf("PipelineRun result INDEX_SBOM %q, the manifest's SBOM_IMAGE_REF %q", r.Value.StringVal, indexSBOM)
+		}
+	}
+
+	// The attachments are signed by Chains as the images are (it signs every
+	// *IMAGE_URL/*IMAGE_DIGEST result pair): cosign verifies the arm64
+	// image's SBOM and the index's with the public key.
+	ch := s.startChains(t, c.ns())
+	ch.waitSigned(t, "the SBOM run's TaskRuns", func(ctx context.Context) (map[string]map[string]string, error) {
+		list, err := r.taskRuns(ctx)
+		if err != nil {
+			return nil, err
+		}
+		m := map[string]map[string]string{}
+		for _, task := range []string{"build-amd64", "build-arm64", "manifest"} {
+			if list[task] == nil {
+				return nil, fmt.Errorf("no TaskRun for %s", task)
+			}
+			m["TaskRun "+list[task].Name] = list[task].Annotations
+		}
+		return m, nil
+	})
+	for _, ref := range []string{sboms["linux/arm64"], indexSBOM} {
+		digest := ref[strings.LastIndex(ref, "@")+1:]
+		out, _, err := ch.verify(t, "verify", ref)
+		if err != nil {
+			t.Errorf("cosign verify %s (an attached SBOM): %v\n%s\nChains' errors and warnings:\n%s", ref, err, out, ch.errorLines())
+		} else if !strings.Contains(out, `"docker-manifest-digest":"`+digest+`"`) {
+			t.Errorf("cosign verify %s: no signed payload names %s:\n%s", ref, digest, out)
+		} else {
+			t.Logf("cosign verify %s (an attached SBOM): payload %s", ref, strings.TrimSpace(out))
 		}
 	}
 }
