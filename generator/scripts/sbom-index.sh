@@ -91,8 +91,8 @@ fi
 insecure=
 [ "$TLS_VERIFY" = true ] || insecure=--insecure
 
-# crane ARGS...: crane, its output kept for the error message.
-crane() {
+# registry ARGS...: crane ARGS, its errors shown when it fails.
+registry() {
 	# shellcheck disable=SC2086 # $insecure is one flag or nothing
 	"$CRANE" "$@" $insecure 2>"$tmp/crane.err" || {
 		cat "$tmp/crane.err" >&2
@@ -101,7 +101,7 @@ crane() {
 }
 
 # The index as pushed, one line per child: digest and platform.
-crane manifest "$repo@$digest" >"$tmp/index.json"
+registry manifest "$repo@$digest" >"$tmp/index.json"
 # field NAME: the value of the JSON string field NAME in the line on stdin.
 field() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p'; }
 : >"$tmp/children"
@@ -127,16 +127,16 @@ while read -r child platform; do
 	i=$((i + 1))
 	id=$(printf '%s' "$platform" | tr -c 'A-Za-z0-9\n' '-')
 	tag=$repo:sha256-${child#sha256:}.sbom
-	sbom_digest=$(crane digest "$tag")
+	sbom_digest=$(registry digest "$tag")
 	sbom_ref=$repo@$sbom_digest
 	case " $reported " in
 	*" $sbom_ref "*) ;;
 	*) die "the SBOM attached to $platform ($tag, $sbom_digest) is none of those the builds reported:$reported" ;;
 	esac
-	crane manifest "$sbom_ref" >"$tmp/sbom-manifest.json"
+	registry manifest "$sbom_ref" >"$tmp/sbom-manifest.json"
 	layer=$(tr -d '\n' <"$tmp/sbom-manifest.json" | sed -n 's/.*"layers":\[{[^]]*"digest":"\(sha256:[0-9a-f]*\)".*/\1/p')
 	[ -n "$layer" ] || die "the SBOM artifact $sbom_ref has no layer"
-	crane blob "$repo@$layer" >"$tmp/doc"
+	registry blob "$repo@$layer" >"$tmp/doc"
 	ns=$(sed -n 's/.*"documentNamespace":"\([^"]*\)".*/\1/p' "$tmp/doc" | head -n 1)
 	[ -n "$ns" ] || die "the SBOM of $platform ($sbom_ref) is not an SPDX document: it has no documentNamespace"
 	sha1=$(sha1sum "$tmp/doc" | cut -d ' ' -f 1)
