@@ -105,7 +105,11 @@ registry manifest "$repo@$digest" >"$tmp/index.json"
 # field NAME: the value of the JSON string field NAME in the line on stdin.
 field() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p'; }
 : >"$tmp/children"
-tr -d '\n' <"$tmp/index.json" | sed 's/},{/}\n{/g' >"$tmp/entries"
+# (The echo ends the last entry's line: read skips a line without one.)
+{
+	tr -d '\n' <"$tmp/index.json"
+	echo
+} | sed 's/},{/}\n{/g' >"$tmp/entries"
 while IFS= read -r entry; do
 	child=$(printf '%s' "$entry" | field digest)
 	case "$child" in sha256:*) ;; *) continue ;; esac

@@ -598,8 +598,10 @@ func checkTwoArchRun(ctx context.Context, t *testing.T, w *World, run *PipelineR
 		"IMAGES":            refs["amd64"] + "," + refs["arm64"],
 		"CHAINS-GIT_URL":    w.Fixture.URL,
 		"CHAINS-GIT_COMMIT": w.Fixture.Commit,
-		// SBOM is off by default: one empty entry per architecture.
-		"SBOMS": ",",
+		// SBOM is off by default: one empty entry per architecture, and
+		// no SBOM of the index.
+		"SBOMS":      ",",
+		"INDEX_SBOM": "",
 	}
 	if fmt.Sprint(run.Results) != fmt.Sprint(wantResults) {
 		t.Errorf("Pipeline results\n got %v\nwant %v", run.Results, wantResults)
