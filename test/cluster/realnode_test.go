@@ -74,7 +74,8 @@ func (s *stack) startNodeWorld(t testing.TB) *nodeWorld {
 	// Commands the test runs against these services run inside the
 	// namespace, where the bridge is.
 	realbuild.SkopeoPrefix = []string{"nsenter", "--net=" + s.nsPath, "--"}
-	t.Cleanup(func() { realbuild.SkopeoPrefix = nil })
+	realbuild.RegistryClient = s.nsHTTP(nil)
+	t.Cleanup(func() { realbuild.SkopeoPrefix, realbuild.RegistryClient = nil, http.DefaultClient })
 	s.waitFor(t, "the node's registry and git daemon", 30*time.Second, func(ctx context.Context) (bool, error) {
 		if out, err := exec.CommandContext(ctx, "nsenter", "--net="+s.nsPath, "--", "git", "ls-remote", w.fixture.URL).CombinedOutput(); err != nil {
 			return false, fmt.Errorf("git ls-remote %s: %v: %s", w.fixture.URL, err, out)

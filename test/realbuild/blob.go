@@ -10,7 +10,7 @@ import (
 )
 
 // Blob reads one blob of repo (host:port/name) from a plain-HTTP registry
-// such as the tests' loopback ones, and checks its digest: skopeo reads
+// such as the tests' loopback ones (with RegistryClient), and checks its digest: skopeo reads
 // manifests and images, not a lone blob such as an attached SBOM.
 func Blob(ctx context.Context, repo, digest string) ([]byte, error) {
 	host, name, _ := strings.Cut(repo, "/")
@@ -18,7 +18,7 @@ func Blob(ctx context.Context, repo, digest string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := RegistryClient.Do(req)
 	if err != nil {
 		return nil, err
 	}

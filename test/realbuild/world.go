@@ -548,6 +548,11 @@ func unescapeMountinfo(s string) string {
 // listens inside a network namespace, where they must run (nsenter --net=...).
 var SkopeoPrefix []string
 
+// RegistryClient is the HTTP client Blob reads registries with: the cluster
+// test gives it one that dials inside its network namespace, as SkopeoPrefix
+// runs skopeo there.
+var RegistryClient = http.DefaultClient
+
 // Skopeo runs skopeo against the plain-HTTP test registry.
 func Skopeo(ctx context.Context, args ...string) ([]byte, error) {
 	argv := append(append(append([]string{}, SkopeoPrefix...), "skopeo"), args...)
