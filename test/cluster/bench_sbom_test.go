@@ -79,13 +79,7 @@ func BenchmarkSBOM(b *testing.B) {
 	}
 	b.StopTimer()
 
-	mean := func(ts []timing, f func(timing) time.Duration) float64 {
-		var sum time.Duration
-		for _, t := range ts {
-			sum += f(t)
-		}
-		return sum.Seconds() / float64(len(ts))
-	}
+	mean := meanSeconds[timing]
 	build := func(t timing) time.Duration { return t.build }
 	withSBOM := func(t timing) time.Duration { return t.withSBOM }
 	sbomPart := func(t timing) time.Duration { return t.sbomPart }

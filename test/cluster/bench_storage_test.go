@@ -98,13 +98,7 @@ func BenchmarkStorageModes(b *testing.B) {
 	}
 	b.StopTimer()
 
-	mean := func(bts []buildTiming, f func(buildTiming) time.Duration) float64 {
-		var sum time.Duration
-		for _, bt := range bts {
-			sum += f(bt)
-		}
-		return sum.Seconds() / float64(len(bts))
-	}
+	mean := meanSeconds[buildTiming]
 	// The fastest build of a mode is the least disturbed by other load on
 	// this shared machine: printed beside the mean.
 	fastest := func(bts []buildTiming) float64 {
@@ -164,6 +158,15 @@ func startBenchWorld(b *testing.B, name string) (*stack, *nodeWorld, benchWorld)
 		"Dockerfile.cpu": realbuild.BenchCPUDockerfile,
 	})
 	return s, w, bw
+}
+
+// meanSeconds is the mean of f over xs, in seconds.
+func meanSeconds[T any](xs []T, f func(T) time.Duration) float64 {
+	var sum time.Duration
+	for _, x := range xs {
+		sum += f(x)
+	}
+	return sum.Seconds() / float64(len(xs))
 }
 
 // digestSummary says which modes built which digest (digest -> modes).
