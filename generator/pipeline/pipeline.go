@@ -153,7 +153,7 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 				tasks.ArrayParam("LABELS", tasks.LabelsDescription),
 				tasks.ArrayParam("ANNOTATIONS", tasks.AnnotationsDescription),
 				tasks.StringParam("PUSH", tasks.PushDescription+" The manifest task then checks what the index would hold and pushes nothing; IMAGE_DIGEST is empty.", ptr("true")),
-				tasks.StringParam("SBOM", tasks.SBOMDescription, ptr("false")),
+				tasks.StringParam("SBOM", tasks.SBOMDescription, ptr(strconv.FormatBool(cfg.Build.SBOM))),
 				tasks.StringParam("SOURCE_DATE_EPOCH", tasks.SourceDateEpochDescription+" The index takes the same.", ptr("")),
 			},
 			Workspaces: workspaces,

@@ -53,7 +53,7 @@ func Build(cfg *config.Config) *v1.Task {
 				StringParam("TARGET", TargetDescription, ptr("")),
 				ArrayParam("LABELS", LabelsDescription),
 				StringParam("PUSH", PushDescription+" The results then carry the digest of the image in the pod's storage; a layer cache is read, not written.", ptr("true")),
-				StringParam("SBOM", SBOMDescription, ptr("false")),
+				StringParam("SBOM", SBOMDescription, ptr(strconv.FormatBool(cfg.Build.SBOM))),
 			),
 			Workspaces: []v1.WorkspaceDeclaration{dockerConfigWorkspace(), gitCredentialsWorkspace(), CABundleWorkspace(), BuildSecretsWorkspace()},
 			Results: append([]v1.TaskResult{

@@ -43,7 +43,7 @@ func Manifest(cfg *config.Config) *v1.Task {
 				ArrayParam("ANNOTATIONS", AnnotationsDescription+" The .revision is the commit SOURCE_COMMITS (or SOURCE_COMMIT_LIST) agree on."),
 				StringParam("PUSH", PushDescription+" The per-architecture images then live only in their build pods, so this step checks what the index would hold "+
 					"(one image by digest per platform, no platform or digest twice, one commit) and pushes nothing; IMAGE_DIGEST is empty.", ptr("true")),
-				StringParam("SBOM", SBOMIndexDescription, ptr("false")),
+				StringParam("SBOM", SBOMIndexDescription, ptr(strconv.FormatBool(cfg.Build.SBOM))),
 				ArrayParam("SBOMS", "Each build's SBOM_IMAGE_REF (repository@sha256:...), with SBOM \"true\": the per-platform SBOMs the index's SBOM lists."),
 			},
 			Workspaces: []v1.WorkspaceDeclaration{dockerConfigWorkspace(), CABundleWorkspace()},
