@@ -285,6 +285,12 @@ func TestBuildOptions(t *testing.T) {
 				ArrayParam("IMAGES", w.Repository()+"@sha256:"+strings.Repeat("a", 64)), ArrayParam("ANNOTATIONS", "=empty-key")),
 		})
 		failsWith(t, m, "error: ANNOTATIONS entry '=empty-key' is not KEY=VALUE")
+		e := w.Runner(t, w.Catalog).RunTask(ctx, TaskRunRequest{
+			Name: "tr-bad-index-epoch", Task: manifestTask,
+			Params: append(Params("IMAGE", w.Image("bad-epoch"), "PLATFORMS", "linux/amd64", "TLS_VERIFY", "false", "SOURCE_DATE_EPOCH", "1.5e9"),
+				ArrayParam("IMAGES", w.Repository()+"@sha256:"+strings.Repeat("a", 64))),
+		})
+		failsWith(t, e, "error: SOURCE_DATE_EPOCH must be empty (the commit's time, the default), a whole number of seconds since 1970-01-01 UTC (e.g. git log -1 --format=%ct) or now (the build's own time), not '1.5e9'")
 	})
 
 	// The source annotation drops the credentials a URL may carry; shown
