@@ -60,6 +60,21 @@ func sbomSecurity() *corev1.SecurityContext {
 	}
 }
 
+// sbomStepOf is an SBOM step: its own env, then the registry workspaces,
+// the SBOM volume, no privilege.
+func sbomStepOf(name, image, script string, e []corev1.EnvVar) v1.Step {
+	e = append(e, workspaceEnv("DOCKERCONFIG", WorkspaceDockerConfig)...)
+	e = append(e, workspaceEnv("CA_BUNDLE", WorkspaceCABundle)...)
+	return v1.Step{
+		Name:            name,
+		Image:           image,
+		Env:             e,
+		VolumeMounts:    []corev1.VolumeMount{{Name: sbomVolumeName, MountPath: sbomMount}},
+		SecurityContext: sbomSecurity(),
+		Script:          script,
+	}
+}
+
 func sbomStep(cfg *config.Config) v1.Step {
 	e := []corev1.EnvVar{
 		env("SBOM", param("SBOM")),
@@ -69,16 +84,7 @@ func sbomStep(cfg *config.Config) v1.Step {
 		env("IMAGE_REF_FILE", resultPath("IMAGE_REF")),
 		env("SBOM_FILE", sbomFile),
 	}
-	e = append(e, workspaceEnv("DOCKERCONFIG", WorkspaceDockerConfig)...)
-	e = append(e, workspaceEnv("CA_BUNDLE", WorkspaceCABundle)...)
-	return v1.Step{
-		Name:            SBOMStep,
-		Image:           cfg.Images.Syft,
-		Env:             e,
-		VolumeMounts:    []corev1.VolumeMount{{Name: sbomVolumeName, MountPath: sbomMount}},
-		SecurityContext: sbomSecurity(),
-		Script:          scripts.SBOM,
-	}
+	return sbomStepOf(SBOMStep, cfg.Images.Syft, scripts.SBOM, e)
 }
 
 func sbomAttachStep(cfg *config.Config) v1.Step {
@@ -93,16 +99,7 @@ func sbomAttachStep(cfg *config.Config) v1.Step {
 		env("RESULT_SBOM_IMAGE_DIGEST", resultPath("SBOM_IMAGE_DIGEST")),
 		env("RESULT_SBOM_IMAGE_REF", resultPath("SBOM_IMAGE_REF")),
 	}
-	e = append(e, workspaceEnv("DOCKERCONFIG", WorkspaceDockerConfig)...)
-	e = append(e, workspaceEnv("CA_BUNDLE", WorkspaceCABundle)...)
-	return v1.Step{
-		Name:            SBOMAttachStep,
-		Image:           cfg.Images.Crane,
-		Env:             e,
-		VolumeMounts:    []corev1.VolumeMount{{Name: sbomVolumeName, MountPath: sbomMount}},
-		SecurityContext: sbomSecurity(),
-		Script:          scripts.SBOMAttach,
-	}
+	return sbomStepOf(SBOMAttachStep, cfg.Images.Crane, scripts.SBOMAttach, e)
 }
 
 // sbomIndexStep writes the index's SBOM from the pushed index and the
@@ -117,15 +114,7 @@ func sbomIndexStep(cfg *config.Config) v1.Step {
 		env("INDEX_DIGEST_FILE", resultPath("IMAGE_DIGEST")),
 		env("SBOM_FILE", sbomFile),
 	}
-	e = append(e, workspaceEnv("DOCKERCONFIG", WorkspaceDockerConfig)...)
-	e = append(e, workspaceEnv("CA_BUNDLE", WorkspaceCABundle)...)
-	return v1.Step{
-		Name:            SBOMIndexStep,
-		Image:           cfg.Images.Crane,
-		Args:            []string{"$(params.SBOMS[*])"},
-		Env:             e,
-		VolumeMounts:    []corev1.VolumeMount{{Name: sbomVolumeName, MountPath: sbomMount}},
-		SecurityContext: sbomSecurity(),
-		Script:          scripts.SBOMIndex,
-	}
+	st := sbomStepOf(SBOMIndexStep, cfg.Images.Crane, scripts.SBOMIndex, e)
+	st.Args = []string{"$(params.SBOMS[*])"}
+	return st
 }
