@@ -79,6 +79,10 @@ type Architecture struct {
 	Variant      string              `json:"variant,omitempty"`
 	NodeSelector map[string]string   `json:"nodeSelector,omitempty"`
 	Tolerations  []corev1.Toleration `json:"tolerations,omitempty"`
+	// Resources, if set, overrides build.resources for this architecture's
+	// builds, key by key (a Pi's memory limit beside a server's), through
+	// the runs' taskRunSpecs[].stepSpecs.
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 }
 
 // Images are the step images; each must be pinned.
@@ -98,6 +102,12 @@ type Build struct {
 	Storage        string `json:"storage"`
 	EmptyDirMedium string `json:"emptyDirMedium"`
 	PushRetries    int    `json:"pushRetries"`
+	// Retries is each build task's retries in both Pipelines: Tekton runs a
+	// failed build again in a new pod, on a node of the same architecture.
+	Retries int `json:"retries"`
+	// Resources are the build step's requests and limits (cpu, memory,
+	// ephemeral-storage); the fuse device is added where storage needs it.
+	Resources corev1.ResourceRequirements `json:"resources"`
 	// Cache is the default of the build's CACHE param: buildah's layer cache
 	// in the registry, one repository per architecture.
 	Cache bool `json:"cache"`
@@ -175,6 +185,30 @@ func (a Architecture) Platform() string {
 		return "linux/" + a.Name + "/" + a.Variant
 	}
 	return "linux/" + a.Name
+}
+
+// BuildResources is the build step's requests and limits for a: the
+// architecture's resources over build.resources, key by key, as Tekton merges
+// a stepSpec over the Task's step.
+func (c *Config) BuildResources(a Architecture) corev1.ResourceRequirements {
+	r := *c.Build.Resources.DeepCopy()
+	if a.Resources == nil {
+		return r
+	}
+	over := func(base *corev1.ResourceList, o corev1.ResourceList) {
+		if len(o) == 0 {
+			return
+		}
+		if *base == nil {
+			*base = corev1.ResourceList{}
+		}
+		for k, v := range o {
+			(*base)[k] = v
+		}
+	}
+	over(&r.Requests, a.Resources.Requests)
+	over(&r.Limits, a.Resources.Limits)
+	return r
 }
 
 // ID is the architecture as it appears in task names and tags: arm64, arm-v7.

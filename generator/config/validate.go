@@ -93,6 +93,9 @@ func (c *Config) Validate() []FieldError {
 			}
 		}
 		errs = append(errs, validateTolerations(p+".tolerations", a.Tolerations)...)
+		if a.Resources != nil {
+			errs = append(errs, validateResources(p+".resources", *a.Resources, c.BuildResources(a))...)
+		}
 	}
 
 	checkImage := func(path, ref string) {
@@ -129,6 +132,10 @@ func (c *Config) Validate() []FieldError {
 	if c.Build.PushRetries < 0 || c.Build.PushRetries > 10 {
 		add("build.pushRetries", "%d is out of range; use 0 to 10", c.Build.PushRetries)
 	}
+	if c.Build.Retries < 0 || c.Build.Retries > 5 {
+		add("build.retries", "%d is out of range; use 0 to 5 (each retry of a broken build costs another build's time)", c.Build.Retries)
+	}
+	errs = append(errs, validateResources("build.resources", c.Build.Resources, c.Build.Resources)...)
 
 	if msgs := validation.IsDNS1123Subdomain(c.AppArmor.Profile); len(msgs) > 0 {
 		add("apparmor.profile", "%q is not a usable profile name: %s (the security-profiles-operator names an object after it)", c.AppArmor.Profile, strings.Join(msgs, "; "))
@@ -351,4 +358,46 @@ func extendedResourceProblem(r string) string {
 		return fmt.Sprintf("%q is in the kubernetes.io domain, which is reserved; use the device plugin's name, e.g. github.com/fuse", r)
 	}
 	return ""
+}
+
+// buildResourceNames are the resources a build step may ask for here; the
+// fuse device is the generator's to add (build.fuseResource).
+var buildResourceNames = []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage}
+
+// validateResources checks r, given at path, and merged, what the build
+// step gets with it (for an architecture, its resources over build.resources):
+// known names, positive quantities, no request above its limit.
+func validateResources(path string, r, merged corev1.ResourceRequirements) []FieldError {
+	var errs []FieldError
+	add := func(p, format string, args ...any) {
+		errs = append(errs, FieldError{Path: p, Message: fmt.Sprintf(format, args...)})
+	}
+	if len(r.Claims) > 0 {
+		add(path+".claims", "not supported; remove it (the build step asks for cpu, memory and ephemeral-storage only)")
+	}
+	names := make([]string, len(buildResourceNames))
+	for i, n := range buildResourceNames {
+		names[i] = string(n)
+	}
+	for _, kind := range []struct {
+		name string
+		list corev1.ResourceList
+	}{{"requests", r.Requests}, {"limits", r.Limits}} {
+		for k, q := range kind.list {
+			p := path + "." + kind.name + "." + string(k)
+			if !slices.Contains(buildResourceNames, k) {
+				add(p, "not a resource the build step asks for; use %s (the fuse device comes from build.storage)", strings.Join(names, ", "))
+				continue
+			}
+			if q.Sign() <= 0 {
+				add(p, "%s must be more than zero; leave the key out for no %s", q.String(), strings.TrimSuffix(kind.name, "s"))
+			}
+		}
+	}
+	for k, req := range merged.Requests {
+		if lim, ok := merged.Limits[k]; ok && req.Cmp(lim) > 0 {
+			add(path+".requests."+string(k), "%s is above the limit %s; a pod cannot request more than its limit: lower the request or raise limits.%s", req.String(), lim.String(), k)
+		}
+	}
+	return errs
 }

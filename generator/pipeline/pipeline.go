@@ -88,6 +88,9 @@ func Pipeline(cfg *config.Config) *v1.Pipeline {
 				{Name: "SOURCE_DATE_EPOCH", Value: str(param("SOURCE_DATE_EPOCH"))},
 			},
 			Workspaces: bind(tasks.WorkspaceDockerConfig, tasks.WorkspaceGitCredentials, tasks.WorkspaceCABundle, tasks.WorkspaceBuildSecrets),
+			// A retry is a new pod of the same TaskRun: the same pod
+			// template, so a node of the same architecture.
+			Retries: cfg.Build.Retries,
 		})
 		refs = append(refs, taskResult(name, "IMAGE_REF"))
 		commits = append(commits, taskResult(name, "COMMIT"))
@@ -351,13 +354,19 @@ func PipelineRun(o RunOptions) *v1.PipelineRun {
 		for k, v := range a.NodeSelector {
 			sel[k] = v
 		}
-		pr.Spec.TaskRunSpecs = append(pr.Spec.TaskRunSpecs, v1.PipelineTaskRunSpec{
+		spec := v1.PipelineTaskRunSpec{
 			PipelineTaskName: BuildTask(a),
 			PodTemplate: &pod.PodTemplate{
 				NodeSelector: sel,
 				Tolerations:  a.Tolerations,
 			},
-		})
+		}
+		// Tekton merges a stepSpec over the Task's step key by key, as
+		// config.BuildResources does.
+		if a.Resources != nil {
+			spec.StepSpecs = []v1.TaskRunStepSpec{{Name: tasks.BuildStep, ComputeResources: *a.Resources.DeepCopy()}}
+		}
+		pr.Spec.TaskRunSpecs = append(pr.Spec.TaskRunSpecs, spec)
 	}
 	return pr
 }

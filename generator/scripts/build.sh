@@ -331,6 +331,22 @@ auto)
 esac
 echo "storage: $storage ($storage_why)"
 
+# The memory limit, said before the build: a build over it is OOMKilled,
+# and then Tekton says only that ("step-build" exited with code 137:
+# OOMKilled, reason StepOOM), never which limit or where it is set.
+mem_limit=
+for f in /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes; do
+	if [ -r "$f" ]; then
+		mem_limit=$(cat "$f")
+		break
+	fi
+done
+case $mem_limit in
+'') echo "memory limit: unknown (no cgroup memory controller in this container)" ;;
+max | *[!0-9]* | 9[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) echo "memory limit: none (the node's memory)" ;;
+*) echo "memory limit: $((mem_limit / 1048576)) MiB; a build that needs more is OOMKilled (reason StepOOM): raise build.resources.limits.memory or architectures[].resources.limits.memory in the generator's configuration, or this run's taskRunSpecs[].stepSpecs[] (name: build) computeResources" ;;
+esac
+
 # bah is buildah on this step's storage; under timeout(1) while bah_timeout
 # holds a number of seconds.
 bah_timeout=

@@ -239,7 +239,7 @@ func report(out io.Writer, seen map[string]string, tr *v1.TaskRun) {
 			}
 			say(t+"/done", msg)
 		} else {
-			say(t+"/done", "failed: "+cond.Reason+": "+cond.Message)
+			say(t+"/done", "failed: "+cond.Reason+": "+cond.Message+oomHint(tr, cond.Reason))
 		}
 	}
 }
@@ -259,4 +259,30 @@ func stepLabel(step string) string {
 		return "build+push"
 	}
 	return step
+}
+
+// oomHint says, for a TaskRun whose step was OOMKilled, which memory limit it
+// had and where to raise it: Tekton's message names the step only.
+func oomHint(tr *v1.TaskRun, reason string) string {
+	if reason != string(v1.TaskRunReasonStepOOM) {
+		return ""
+	}
+	limit := "no memory limit"
+	if tr.Status.TaskSpec != nil {
+		for _, st := range tr.Status.TaskSpec.Steps {
+			if st.Name == tasks.BuildStep {
+				if q, ok := st.ComputeResources.Limits[corev1.ResourceMemory]; ok {
+					limit = "a memory limit of " + q.String()
+				}
+			}
+		}
+	}
+	for _, ss := range tr.Spec.StepSpecs {
+		if ss.Name == tasks.BuildStep {
+			if q, ok := ss.ComputeResources.Limits[corev1.ResourceMemory]; ok {
+				limit = "a memory limit of " + q.String() + " (the run's stepSpecs)"
+			}
+		}
+	}
+	return " (the build step had " + limit + ": raise build.resources.limits.memory, or the architecture's resources, in the generator's configuration and generate again)"
 }

@@ -131,10 +131,12 @@ func buildStep(cfg *config.Config) v1.Step {
 	// such a build off nodes without the fuse device plugin: the scheduler
 	// places it only where the resource is allocatable. auto asks for none
 	// and uses no fuse in a pod (overlay, else vfs), so it runs anywhere.
+	s.ComputeResources = *cfg.Build.Resources.DeepCopy()
 	if cfg.Build.NeedsFuse() {
-		s.ComputeResources = corev1.ResourceRequirements{
-			Limits: corev1.ResourceList{corev1.ResourceName(cfg.Build.FuseResource): mustQuantity("1")},
+		if s.ComputeResources.Limits == nil {
+			s.ComputeResources.Limits = corev1.ResourceList{}
 		}
+		s.ComputeResources.Limits[corev1.ResourceName(cfg.Build.FuseResource)] = mustQuantity("1")
 	}
 	return s
 }
