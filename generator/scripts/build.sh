@@ -342,10 +342,20 @@ for f in /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes; 
 	fi
 done
 case $mem_limit in
-'') echo "memory limit: unknown (no cgroup memory controller in this container)" ;;
-max | *[!0-9]* | 9[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) echo "memory limit: none (the node's memory)" ;;
-*) echo "memory limit: $((mem_limit / 1048576)) MiB; a build that needs more is OOMKilled (reason StepOOM): raise build.resources.limits.memory or architectures[].resources.limits.memory in the generator's configuration, or this run's taskRunSpecs[].stepSpecs[] (name: build) computeResources" ;;
+'') mem_limit_said="unknown (no cgroup memory controller in this container)" ;;
+max | *[!0-9]* | 9[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) mem_limit_said="none (the node's memory)" ;;
+*) mem_limit_said="$((mem_limit / 1048576)) MiB" ;;
 esac
+echo "memory limit: $mem_limit_said; a build that needs more is OOMKilled: raise build.resources.limits.memory or architectures[].resources.limits.memory in the generator's configuration, or this run's taskRunSpecs[].stepSpecs[] (name: build) computeResources"
+# oom_kills is how many processes of this container the kernel has killed
+# at its memory limit: where only a RUN step's process is killed (cgroup v1,
+# or v2 without memory.oom.group), buildah fails and this step lives on to
+# say why.
+oom_kills() {
+	n=$(sed -n 's/^oom_kill //p' /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null | head -n 1)
+	echo "${n:-0}"
+}
+oom_kills_before=$(oom_kills)
 
 # bah is buildah on this step's storage; under timeout(1) while bah_timeout
 # holds a number of seconds.
@@ -525,6 +535,9 @@ bud_failed() {
 	if [ -n "$TARGET" ] && grep -Eiq 'target "[^"]*" was not found' "$tmp/bud.log"; then
 		stages=$(sed -n 's/^[[:space:]]*[Ff][Rr][Oo][Mm][[:space:]].*[[:space:]][Aa][Ss][[:space:]][[:space:]]*\([^[:space:]]*\).*/\1/p' "$DOCKERFILE" | tr '\n' ' ' | sed 's/ $//')
 		die "TARGET '$TARGET' is not a stage of $DOCKERFILE: its named stages are: ${stages:-(none: no FROM ... AS <name>)}"
+	fi
+	if [ "$(oom_kills)" -gt "$oom_kills_before" ]; then
+		die "buildah bud failed for $PLATFORM: the build ran out of memory (a process of it was OOMKilled at this container's memory limit, $mem_limit_said): raise build.resources.limits.memory or architectures[].resources.limits.memory in the generator's configuration, or this run's taskRunSpecs[].stepSpecs[] (name: build) computeResources"
 	fi
 	die "buildah bud failed for $PLATFORM (its output is above)"
 }

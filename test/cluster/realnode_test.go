@@ -159,6 +159,8 @@ func TestRealNode(t *testing.T) {
 		s.chainsSigned(t, twoArch, w, "v1")
 	})
 	t.Run("sbom", func(t *testing.T) { s.realSBOM(t, c, n, w) })
+	t.Run("faults", func(t *testing.T) { s.realFaults(t, c, n, w) })
+	t.Run("oom", func(t *testing.T) { s.realOOM(t, n, w) })
 	t.Run("start-follow-logs", func(t *testing.T) { s.startFollowOnRealNode(t, w) })
 	t.Run("build-only", func(t *testing.T) { s.realBuildOnly(t, c, n, w) })
 	t.Run("fuse-overlayfs", func(t *testing.T) {

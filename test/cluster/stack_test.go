@@ -59,6 +59,8 @@ type stack struct {
 	cfg    *rest.Config // the admin's, inside the namespace
 	procs  []*proc
 	images *realbuild.NodeImages // the real node's images, Tekton's among them
+	// tektonController is the running Tekton controller (faults restart it).
+	tektonController *proc
 }
 
 // binDir finds the built binaries, failing (or skipping, only when asked
@@ -291,11 +293,17 @@ func (s *stack) installTekton(t testing.TB) {
 		t.Fatalf("Tekton CRDs not established: %v\n%s", err, out)
 	}
 
+	s.tektonController = s.startTektonController(t, "tekton-controller")
+}
+
+// startTektonController starts Tekton's controller (again, after a restart,
+// under another log name).
+func (s *stack) startTektonController(t testing.TB, name string) *proc {
 	// Tekton's own images, made here (build-images.sh) and imported into the
 	// real node's containerd; on kwok nodes the names only end up in pod
 	// specs.
 	im := s.images
-	s.start(t, "tekton-controller", []string{
+	return s.start(t, name, []string{
 		"SYSTEM_NAMESPACE=tekton-pipelines",
 		"KUBERNETES_MIN_VERSION=v1.28.0",
 		"METRICS_DOMAIN=tekton.dev/pipeline",
