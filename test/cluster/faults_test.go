@@ -239,7 +239,7 @@ func (c *controllerRestart) arm(t testing.TB, r *prRun) {
 	c.s.tektonController = c.s.startTektonController(t, fmt.Sprintf("tekton-controller-%d", c.starts+1))
 }
 
-func (c *controllerRestart) heal(testing.TB)     {}
+func (c *controllerRestart) heal(testing.TB)  {}
 func (c *controllerRestart) broke() time.Time { return c.at }
 
 // netnsListen opens a listening socket inside the network namespace at

@@ -57,7 +57,9 @@ func (s *stack) realFaults(t *testing.T, c catalog, n *realNode, w *nodeWorld) {
 				return &registryOutage{front: f, what: "the index's push", trigger: manifestPut(repo, tag), outage: 3 * time.Second}
 			},
 			succeed: true, task: "manifest", step: "step-manifest",
-			log: func(*registryFront, string) *regexp.Regexp { return regexp.MustCompile(`push failed, retry 1 of 3 in 2s`) },
+			log: func(*registryFront, string) *regexp.Regexp {
+				return regexp.MustCompile(`push failed, retry 1 of 3 in 2s`)
+			},
 		},
 		{
 			name:    "controller-restart",
