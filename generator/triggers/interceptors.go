@@ -59,6 +59,26 @@ func ImageTagOverlay(cfg *config.Config) string {
 	return "body.ref.startsWith('refs/tags/') ? body.ref.substring(10).replace('+', '_').translate('[^A-Za-z0-9_.-]', '-') : " + sha + ".substring(0, 12)"
 }
 
+// DeliveryRE is what a delivery's ID must be to end a PipelineRun's name:
+// GitHub's and GitLab's are UUIDs (36 characters), lower-cased here.
+const DeliveryRE = `^[0-9a-z]([0-9a-z-]{0,34}[0-9a-z])?$`
+
+// Delivery is the CEL of the delivery's ID, which names the run it starts,
+// so that a redelivery creates no second run (its create fails: the name
+// exists). GitHub keeps X-GitHub-Delivery on a redelivery; GitLab keeps
+// Idempotency-Key (17.4 and later) on its retries and resends, and older
+// GitLab sends only X-Gitlab-Event-UUID, new on each resend.
+func Delivery(cfg *config.Config) string {
+	if cfg.Triggers.Provider == config.ProviderGitLab {
+		return "(header.canonical('Idempotency-Key') != '' ? header.canonical('Idempotency-Key') : header.canonical('X-Gitlab-Event-Uuid')).lowerAscii()"
+	}
+	return "header.canonical('X-Github-Delivery').lowerAscii()"
+}
+
+// DeliveryCheck refuses a delivery whose ID cannot name a run (none, or not
+// a UUID), naming the expression in the listener's log.
+func DeliveryCheck(cfg *config.Config) string { return Delivery(cfg) + ".matches('" + DeliveryRE + "')" }
+
 // ImageTagRE is the OCI distribution spec's tag grammar.
 const ImageTagRE = `^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`
 
@@ -91,8 +111,11 @@ func celInterceptor(cfg *config.Config) *triggersv1.EventInterceptor {
 		Name: ptr("only-configured-pushes"),
 		Ref:  triggersv1.InterceptorRef{Name: "cel", Kind: triggersv1.ClusterInterceptorKind},
 		Params: []triggersv1.InterceptorParams{
-			{Name: "filter", Value: jsonValue(Filter(cfg))},
-			{Name: "overlays", Value: jsonValue([]map[string]string{{"key": "image_tag", "expression": ImageTagOverlay(cfg)}})},
+			{Name: "filter", Value: jsonValue(Filter(cfg) + " && " + DeliveryCheck(cfg))},
+			{Name: "overlays", Value: jsonValue([]map[string]string{
+				{"key": "image_tag", "expression": ImageTagOverlay(cfg)},
+				{"key": deliveryKey, "expression": Delivery(cfg)},
+			})},
 		},
 	}
 }

@@ -58,6 +58,7 @@ func bindingParams(provider string) []triggersv1.Param {
 			{Name: "git-ref", Value: "$(body.ref)"},
 			{Name: "repository", Value: "$(body.project.path_with_namespace)"},
 			{Name: imageTagParam, Value: "$(extensions.image_tag)"},
+			{Name: deliveryParam, Value: "$(extensions." + deliveryKey + ")"},
 		}
 	}
 	return []triggersv1.Param{
@@ -66,6 +67,7 @@ func bindingParams(provider string) []triggersv1.Param {
 		{Name: "git-ref", Value: "$(body.ref)"},
 		{Name: "repository", Value: "$(body.repository.full_name)"},
 		{Name: imageTagParam, Value: "$(extensions.image_tag)"},
+		{Name: deliveryParam, Value: "$(extensions." + deliveryKey + ")"},
 	}
 }
 
@@ -76,8 +78,11 @@ func triggerTemplate(cfg *config.Config) (*triggersv1.TriggerTemplate, error) {
 		{Name: "git-ref", Description: "The pushed ref (refs/heads/... or refs/tags/...)."},
 		{Name: "repository", Description: "The repository's full name."},
 		{Name: imageTagParam, Description: "Tag of the multi-arch image: the git tag, or the commit's first 12 hex digits."},
+		deliveryParamSpec,
 	})
 }
+
+var deliveryParamSpec = triggersv1.ParamSpec{Name: deliveryParam, Description: "The delivery's ID (X-GitHub-Delivery; GitLab's Idempotency-Key, else X-Gitlab-Event-UUID), lower-cased: the run's name ends with it, so a redelivery starts no second run."}
 
 // newTemplate is the TriggerTemplate name that creates run from params.
 func newTemplate(cfg *config.Config, name string, run *v1.PipelineRun, params []triggersv1.ParamSpec) (*triggersv1.TriggerTemplate, error) {
@@ -111,6 +116,10 @@ func pushRun(cfg *config.Config) *v1.PipelineRun {
 	if cfg.Triggers.Pipeline == pipeline.MatrixName {
 		pr = pipeline.MatrixRun(opts)
 	}
+	// Named after the delivery: a redelivery's run has the same name, and
+	// its create fails instead of building the commit again.
+	pr.Name = strings.TrimSuffix(pr.GenerateName, "-") + "-" + deliveryName
+	pr.GenerateName = ""
 	pr.Annotations = map[string]string{
 		"tekton-multiarch.dev/git-ref":    "$(tt.params.git-ref)",
 		"tekton-multiarch.dev/repository": "$(tt.params.repository)",

@@ -68,7 +68,10 @@ func pullRequestInterceptors(cfg *config.Config) []*triggersv1.EventInterceptor 
 	return []*triggersv1.EventInterceptor{provider, {
 		Name:   ptr("only-configured-pull-requests"),
 		Ref:    triggersv1.InterceptorRef{Name: "cel", Kind: triggersv1.ClusterInterceptorKind},
-		Params: []triggersv1.InterceptorParams{{Name: "filter", Value: jsonValue(PullRequestFilter(cfg))}},
+		Params: []triggersv1.InterceptorParams{
+			{Name: "filter", Value: jsonValue(PullRequestFilter(cfg) + " && " + DeliveryCheck(cfg))},
+			{Name: "overlays", Value: jsonValue([]map[string]string{{"key": deliveryKey, "expression": Delivery(cfg)}})},
+		},
 	}}
 }
 
@@ -91,6 +94,7 @@ func pullRequestBinding(cfg *config.Config) *triggersv1.TriggerBinding {
 		{Name: "head-repository", Value: "$(body.pull_request.head.repo.full_name)"},
 		{Name: "pull-request", Value: "$(body.number)"},
 		{Name: imageTagParam, Value: "pr-$(body.number)"},
+		{Name: deliveryParam, Value: "$(extensions." + deliveryKey + ")"},
 	}
 	if cfg.Triggers.Provider == config.ProviderGitLab {
 		params = []triggersv1.Param{
@@ -100,6 +104,7 @@ func pullRequestBinding(cfg *config.Config) *triggersv1.TriggerBinding {
 			{Name: "head-repository", Value: "$(body.object_attributes.source.path_with_namespace)"},
 			{Name: "pull-request", Value: "$(body.object_attributes.iid)"},
 			{Name: imageTagParam, Value: "mr-$(body.object_attributes.iid)"},
+			{Name: deliveryParam, Value: "$(extensions." + deliveryKey + ")"},
 		}
 	}
 	return newBinding(cfg, PullRequestName, params)
@@ -113,6 +118,7 @@ func pullRequestTemplate(cfg *config.Config) (*triggersv1.TriggerTemplate, error
 		{Name: "head-repository", Description: "The repository of its head: another one for a fork."},
 		{Name: "pull-request", Description: "The pull request's number."},
 		{Name: imageTagParam, Description: "Tag of the (never pushed) multi-arch image: pr-<number> (GitLab: mr-<iid>)."},
+		deliveryParamSpec,
 	})
 }
 
@@ -124,7 +130,7 @@ func pullRequestRun(cfg *config.Config) *v1.PipelineRun {
 	pr := pushRun(cfg)
 	// From the run's generateName, not its pipelineRef's name: a remote
 	// reference (references.mode) has none.
-	pr.GenerateName = strings.TrimSuffix(pr.GenerateName, "-") + "-pr-"
+	pr.Name = strings.TrimSuffix(pr.Name, deliveryName) + "pr-" + deliveryName
 	pr.Spec.Workspaces = nil
 	var params v1.Params
 	for _, p := range pr.Spec.Params {

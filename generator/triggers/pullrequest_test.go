@@ -1,6 +1,7 @@
 package triggers_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -128,8 +129,9 @@ func checkBuildOnly(t *testing.T, cfg *config.Config, pr *v1.PipelineRun, tag, u
 	if pr.Spec.PipelineRef.Name != wantPipeline || len(pr.Spec.TaskRunSpecs) != wantSpecs {
 		t.Errorf("run of %s with %d taskRunSpecs, want %s with %d", pr.Spec.PipelineRef.Name, len(pr.Spec.TaskRunSpecs), wantPipeline, wantSpecs)
 	}
-	if !strings.HasPrefix(pr.GenerateName, wantPipeline+"-pr-") || pr.Name != "" {
-		t.Errorf("name %q, generateName %q: want generateName %s-pr-", pr.Name, pr.GenerateName, wantPipeline)
+	// Named after the delivery, as a push's run, so a redelivery makes none.
+	if delivery := regexp.MustCompile(`^` + wantPipeline + `-pr-[0-9a-f-]{36}$`); !delivery.MatchString(pr.Name) || pr.GenerateName != "" {
+		t.Errorf("name %q, generateName %q: want the name %s-pr-<delivery ID>", pr.Name, pr.GenerateName, wantPipeline)
 	}
 	pr.Name = "from-pull-request"
 	if err := validate.Check(validate.Objects{PipelineRuns: []*v1.PipelineRun{pr}}); err != nil {

@@ -25,6 +25,11 @@ const (
 	secretKey     = "secret"
 	apiVersion    = "triggers.tekton.dev/v1beta1"
 	imageTagParam = "image-tag"
+	// deliveryKey is the CEL overlay, and deliveryParam the template's
+	// param, of the delivery's ID (Delivery).
+	deliveryKey   = "delivery"
+	deliveryParam = "delivery"
+	deliveryName  = "$(tt.params." + deliveryParam + ")"
 )
 
 // Objects are the Triggers objects and the listener's identity.

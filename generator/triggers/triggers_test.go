@@ -44,7 +44,7 @@ func githubEvent(t *testing.T, kind string, body []byte, secret string) event {
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set("X-GitHub-Event", kind)
-	h.Set("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+	h.Set("X-GitHub-Delivery", githubDelivery)
 	if secret != "" {
 		mac := hmac.New(sha256.New, []byte(secret))
 		mac.Write(body)
@@ -53,10 +53,29 @@ func githubEvent(t *testing.T, kind string, body []byte, secret string) event {
 	return event{body, h}
 }
 
+const (
+	githubDelivery  = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+	gitlabEventUUID = "3e1c5e2b-8a5e-4c57-9f2d-0b8f1a7c6d41"
+)
+
+// withHeader is e with header k set to v, or removed when v is empty.
+func withHeader(e event, k, v string) event {
+	h := e.header.Clone()
+	if v == "" {
+		h.Del(k)
+	} else {
+		h.Set(k, v)
+	}
+	return event{e.body, h}
+}
+
 func gitlabEvent(kind string, body []byte, token string) event {
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Gitlab-Event", kind)
+	// Every GitLab delivery has one (GitLab >= 15.x); Idempotency-Key only
+	// from 17.4.
+	h.Set("X-Gitlab-Event-UUID", gitlabEventUUID)
 	if token != "" {
 		h.Set("X-Gitlab-Token", token)
 	}
@@ -340,6 +359,16 @@ func TestPushEvents(t *testing.T) {
 		{"gitlab branch deletion", gitlabCfg, func(t *testing.T) event {
 			return gitlabEvent("Push Hook", payload(t, "gitlab-push.json", map[string]any{"checkout_sha": nil}), webhookSecret)
 		}, "", "", "cel"},
+		// The delivery's ID names the run; without a usable one, no run.
+		{"no delivery ID", nil, func(t *testing.T) event {
+			return withHeader(githubEvent(t, "push", payload(t, "github-push.json", nil), webhookSecret), "X-GitHub-Delivery", "")
+		}, "", "", "cel: expression"},
+		{"delivery ID that is no name", nil, func(t *testing.T) event {
+			return withHeader(githubEvent(t, "push", payload(t, "github-push.json", nil), webhookSecret), "X-GitHub-Delivery", "../x")
+		}, "", "", "cel: expression"},
+		{"gitlab push with an Idempotency-Key", gitlabCfg, func(t *testing.T) event {
+			return withHeader(gitlabEvent("Push Hook", payload(t, "gitlab-push.json", nil), webhookSecret), "Idempotency-Key", "6C1F0A2E-1B7D-4E0B-9D3A-2F5C8E7A9B10")
+		}, gitlabSHA[:12], gitlabSHA, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
@@ -384,8 +413,17 @@ func TestPushEvents(t *testing.T) {
 					t.Errorf("taskRunSpecs[%d] = %s %v", i, s.PipelineTaskName, s.PodTemplate.NodeSelector)
 				}
 			}
-			if pr.GenerateName == "" || pr.Name != "" {
-				t.Errorf("name %q, generateName %q: every push needs a fresh name", pr.Name, pr.GenerateName)
+			// Named after the delivery, lower-cased: a redelivery's run
+			// would have the same name, and its create fails.
+			delivery := tc.event(t).header.Get("X-GitHub-Delivery")
+			if cfg.Triggers.Provider == config.ProviderGitLab {
+				delivery = tc.event(t).header.Get("Idempotency-Key")
+				if delivery == "" {
+					delivery = gitlabEventUUID
+				}
+			}
+			if want := pr.Spec.PipelineRef.Name + "-" + strings.ToLower(delivery); pr.GenerateName != "" || pr.Name != want {
+				t.Errorf("name %q, generateName %q; want the name %q", pr.Name, pr.GenerateName, want)
 			}
 			pr.Name = "from-push"
 			if err := validate.Check(validate.Objects{PipelineRuns: []*v1.PipelineRun{pr}}); err != nil {

@@ -174,6 +174,7 @@ func (s *stack) triggers(t *testing.T, c catalog) {
 	t.Run("tag-with-slash", func(t *testing.T) { signedPush(t, "refs/tags/release/1.0", "release-1.0") })
 	t.Run("semver-build-metadata", func(t *testing.T) { signedPush(t, "refs/tags/v1.0.0+build.5", "v1.0.0_build.5") })
 	t.Run("matrix-pipeline", func(t *testing.T) { s.triggeredMatrix(t, c, payload, push.After, push.Repository.CloneURL, sign) })
+	t.Run("burst-and-redelivery", func(t *testing.T) { s.burst(t, c, payload, push.After, sign) })
 
 	// A wrong branch, still correctly signed: the cel filter drops it.
 	other := strings.Replace(string(payload), `"ref": "`+push.Ref+`"`, `"ref": "refs/heads/feature"`, 1)
@@ -256,9 +257,18 @@ func (s *stack) triggeredRuns(t testing.TB, c catalog) int {
 // accepted (202, the listener's name and an event ID) and returns the ID.
 func (s *stack) postEvent(t testing.TB, body []byte, headers map[string]string) string {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+sinkAddr+"/", strings.NewReader(string(body)))
+	id, err := s.sendEvent(t, body, headers)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return id
+}
+
+// sendEvent is postEvent returning its error, for goroutines.
+func (s *stack) sendEvent(t testing.TB, body []byte, headers map[string]string) (string, error) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+sinkAddr+"/", strings.NewReader(string(body)))
+	if err != nil {
+		return "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-GitHub-Event", "push")
@@ -268,7 +278,7 @@ func (s *stack) postEvent(t testing.TB, body []byte, headers map[string]string) 
 	}
 	resp, err := s.nsHTTP(nil).Do(req)
 	if err != nil {
-		t.Fatalf("POST to the sink: %v", err)
+		return "", fmt.Errorf("POST to the sink: %v", err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
@@ -278,12 +288,12 @@ func (s *stack) postEvent(t testing.TB, body []byte, headers map[string]string) 
 		EventID       string `json:"eventID"`
 	}
 	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("sink answered %s, want 202 Accepted", resp.Status)
+		return "", fmt.Errorf("sink answered %s, want 202 Accepted", resp.Status)
 	}
 	if err := json.Unmarshal(data, &r); err != nil || r.EventID == "" || r.EventListener != elName {
-		t.Fatalf("sink response %q: want eventListener %q and an eventID (%v)", data, elName, err)
+		return "", fmt.Errorf("sink response %q: want eventListener %q and an eventID (%v)", data, elName, err)
 	}
-	return r.EventID
+	return r.EventID, nil
 }
 
 // nsHTTP is an HTTP client whose connections are opened inside the
