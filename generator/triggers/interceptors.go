@@ -77,7 +77,9 @@ func Delivery(cfg *config.Config) string {
 
 // DeliveryCheck refuses a delivery whose ID cannot name a run (none, or not
 // a UUID), naming the expression in the listener's log.
-func DeliveryCheck(cfg *config.Config) string { return Delivery(cfg) + ".matches('" + DeliveryRE + "')" }
+func DeliveryCheck(cfg *config.Config) string {
+	return Delivery(cfg) + ".matches('" + DeliveryRE + "')"
+}
 
 // ImageTagRE is the OCI distribution spec's tag grammar.
 const ImageTagRE = `^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`

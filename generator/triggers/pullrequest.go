@@ -66,8 +66,8 @@ func pullRequestInterceptors(cfg *config.Config) []*triggersv1.EventInterceptor 
 		}
 	}
 	return []*triggersv1.EventInterceptor{provider, {
-		Name:   ptr("only-configured-pull-requests"),
-		Ref:    triggersv1.InterceptorRef{Name: "cel", Kind: triggersv1.ClusterInterceptorKind},
+		Name: ptr("only-configured-pull-requests"),
+		Ref:  triggersv1.InterceptorRef{Name: "cel", Kind: triggersv1.ClusterInterceptorKind},
 		Params: []triggersv1.InterceptorParams{
 			{Name: "filter", Value: jsonValue(PullRequestFilter(cfg) + " && " + DeliveryCheck(cfg))},
 			{Name: "overlays", Value: jsonValue([]map[string]string{{"key": deliveryKey, "expression": Delivery(cfg)}})},
