@@ -49,7 +49,8 @@ test: lint check-generated
 ## bench: benchmarks, with ratios against the obvious alternatives; the storage modes
 ## (the kernel's overlay, fuse-overlayfs, vfs) on the real node, BENCH_ROUNDS builds of
 ## each Dockerfile in each mode; the SBOM's cost (SBOM off against on, BENCH_ROUNDS
-## builds of each) (as root; builds the cluster binaries and images first, as
+## builds of each); 50 concurrent runs on 40 kwok nodes pinned by the arch policy
+## against taskRunSpecs (BENCH_ROUNDS rounds of each) (as root; builds the cluster binaries and images first, as
 ## e2e-cluster does). CI runs bench-emulation only.
 BENCH_ROUNDS ?= 3
 bench:
@@ -61,6 +62,7 @@ bench:
 	test/cluster/build-images.sh >/dev/null
 	$(GO) test -run '^$$' -bench 'BenchmarkStorageModes' -benchtime 1x -timeout 90m ./test/cluster/ -storage-rounds=$(BENCH_ROUNDS)
 	$(GO) test -run '^$$' -bench 'BenchmarkSBOM' -benchtime 1x -timeout 60m ./test/cluster/ -sbom-rounds=$(BENCH_ROUNDS)
+	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 60m ./test/cluster/ -load-rounds=$(BENCH_ROUNDS)
 	$(MAKE) bench-emulation
 
 ## bench-emulation: on the real node, a CPU-bound RUN step native against emulated (as root;

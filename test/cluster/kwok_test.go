@@ -237,9 +237,12 @@ type stepOutcome struct {
 // format, as the entrypoint binary writes it.
 // kwokNodes are the simulated build nodes (buildNodes): kwok keeps them Ready
 // and moves their pods through the Stages above.
-type kwokNodes struct{}
+// extra are more nodes besides those (the load benchmark's fleet).
+type kwokNodes struct{ extra []node }
 
-func (kwokNodes) startNodes(t testing.TB, s *stack) { s.startKwok(t) }
+func (k kwokNodes) startNodes(t testing.TB, s *stack) {
+	s.startKwok(t, append(append([]node{}, buildNodes...), k.extra...))
+}
 
 func finishAnnotations(t testing.TB, outcomes map[string]stepOutcome) map[string]string {
 	t.Helper()

@@ -646,7 +646,8 @@ var buildNodes = []node{
 
 const boardLabel = "example.com/board"
 
-func (s *stack) startKwok(t testing.TB) {
+// startKwok starts kwok and creates nodes, each Ready before it returns.
+func (s *stack) startKwok(t testing.TB, nodes []node) {
 	t.Helper()
 	stages := filepath.Join(s.work, "kwok-stages.yaml")
 	write(t, stages, []byte(kwokStages))
@@ -661,7 +662,7 @@ func (s *stack) startKwok(t testing.TB) {
 		"--node-lease-duration-seconds=40")
 
 	ctx := context.Background()
-	for _, n := range buildNodes {
+	for _, n := range nodes {
 		res := corev1.ResourceList{
 			corev1.ResourceCPU:    mustQuantity("16"),
 			corev1.ResourceMemory: mustQuantity("64Gi"),
@@ -695,7 +696,7 @@ func (s *stack) startKwok(t testing.TB) {
 			t.Fatalf("create node %s: %v", n.name, err)
 		}
 	}
-	for _, n := range buildNodes {
+	for _, n := range nodes {
 		s.waitFor(t, "node "+n.name+" Ready (kwok)", 60*time.Second, func(ctx context.Context) (bool, error) {
 			got, err := s.kube.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
 			if err != nil {
