@@ -149,6 +149,15 @@ func TestKubernetesValidation(t *testing.T) {
 			if tc.cfg.Triggers.PullRequests.Enabled {
 				want["*v1beta1.TriggerBinding"]++
 				want["*v1beta1.TriggerTemplate"]++
+				// And the canceller's: a binding, a template, its Role and the policy.
+				if tc.cfg.Triggers.PullRequests.CancelSuperseded {
+					want["*v1beta1.TriggerBinding"]++
+					want["*v1beta1.TriggerTemplate"]++
+					want["*v1.Role"]++
+					want["*v1.RoleBinding"]++
+					want["*v1.ValidatingAdmissionPolicy"]++
+					want["*v1.ValidatingAdmissionPolicyBinding"]++
+				}
 			}
 			// The fuse device plugin only where the build asks for /dev/fuse.
 			if tc.cfg.Build.NeedsFuse() {

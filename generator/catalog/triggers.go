@@ -15,8 +15,23 @@ func addTriggers(files render.Files, cfg *config.Config, o Objects) error {
 		note = "# Build on every push, and build-only (nothing pushed) on every pull request:\n" +
 			"# kubectl apply -f examples/triggers/ (after the webhook Secret, see README.md)\n"
 	}
+	if c := t.Cancel; c != nil {
+		objs = append(objs, c.Binding, c.Template)
+		note += "# A pull request's new commits, close or merge cancel its runs in progress\n" +
+			"# (cancel-superseded.yaml is the canceller's identity and its limits).\n"
+	}
 	if err := multiDoc(files, "examples/triggers/triggers.yaml", note, objs...); err != nil {
 		return err
+	}
+	if c := t.Cancel; c != nil {
+		if err := multiDoc(files, "examples/triggers/cancel-superseded.yaml",
+			"# The canceller of superseded pull-request runs: its own ServiceAccount, a Role to list\n"+
+				"# and patch PipelineRuns in this namespace, and an admission policy that lets it do\n"+
+				"# nothing but set spec.status: Cancelled on this catalog's pull-request runs.\n"+
+				"# ValidatingAdmissionPolicy: Kubernetes >= 1.30.\n",
+			c.ServiceAccount, c.Role, c.RoleBinding, c.Policy, c.PolicyBinding); err != nil {
+			return err
+		}
 	}
 	if err := multiDoc(files, "examples/triggers/rbac.yaml",
 		"# The EventListener's identity, bound to the ClusterRoles the Triggers release installs.\n",

@@ -93,6 +93,9 @@ type Images struct {
 	// each needs a shell at /busybox/sh (their public debug images).
 	Syft  string `json:"syft"`
 	Crane string `json:"crane"`
+	// Kubectl is the image of the step that cancels superseded
+	// pull-request runs: kubectl and a POSIX shell.
+	Kubectl string `json:"kubectl"`
 }
 
 // Build holds the knobs of the buildah build.

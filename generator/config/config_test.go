@@ -136,6 +136,8 @@ func TestParseRejects(t *testing.T) {
 		{"medium", "build: {emptyDirMedium: HugePages}", "build.emptyDirMedium", "Memory"},
 		{"retries", "build: {pushRetries: 99}", "build.pushRetries", "0 to 10"},
 		{"task retries", "build: {retries: 9}", "build.retries", "use 0 to 5"},
+		{"canceller name", "triggers: {pullRequests: {cancelServiceAccount: 'Bad Name'}}", "triggers.pullRequests.cancelServiceAccount", "is not a ServiceAccount name"},
+		{"kubectl image", "images: {kubectl: registry.k8s.io/kubectl:latest}", "images.kubectl", "floating tag"},
 		{"negative task retries", "build: {retries: -1}", "build.retries", "use 0 to 5"},
 		{"resource name", "build: {resources: {limits: {nvidia.com/gpu: 1}}}", "build.resources.limits.nvidia.com/gpu", "use cpu, memory, ephemeral-storage"},
 		{"zero limit", "build: {resources: {limits: {memory: 0}}}", "build.resources.limits.memory", "more than zero; leave the key out for no limit"},

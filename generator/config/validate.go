@@ -107,6 +107,7 @@ func (c *Config) Validate() []FieldError {
 	checkImage("images.buildah", c.Images.Buildah)
 	checkImage("images.syft", c.Images.Syft)
 	checkImage("images.crane", c.Images.Crane)
+	checkImage("images.kubectl", c.Images.Kubectl)
 	checkImage("cluster.fuseDevicePluginImage", c.Cluster.FuseDevicePluginImage)
 	checkImage("cluster.nodeProfileLoaderImage", c.Cluster.NodeProfileLoaderImage)
 	for _, m := range validation.IsDNS1123Label(c.Cluster.Namespace) {

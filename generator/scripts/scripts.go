@@ -43,3 +43,9 @@ var Manifest string
 //
 //go:embed load-node-profiles.sh
 var LoadNodeProfiles string
+
+// CancelSuperseded cancels the runs of a pull request that new commits, a
+// close or a merge superseded.
+//
+//go:embed cancel-superseded.sh
+var CancelSuperseded string

@@ -84,8 +84,9 @@ func triggerTemplate(cfg *config.Config) (*triggersv1.TriggerTemplate, error) {
 
 var deliveryParamSpec = triggersv1.ParamSpec{Name: deliveryParam, Description: "The delivery's ID (X-GitHub-Delivery; GitLab's Idempotency-Key, else X-Gitlab-Event-UUID), lower-cased: the run's name ends with it, so a redelivery starts no second run."}
 
-// newTemplate is the TriggerTemplate name that creates run from params.
-func newTemplate(cfg *config.Config, name string, run *v1.PipelineRun, params []triggersv1.ParamSpec) (*triggersv1.TriggerTemplate, error) {
+// newTemplate is the TriggerTemplate name that creates run (a PipelineRun
+// or a TaskRun) from params.
+func newTemplate(cfg *config.Config, name string, run any, params []triggersv1.ParamSpec) (*triggersv1.TriggerTemplate, error) {
 	raw, err := json.Marshal(run)
 	if err != nil {
 		return nil, err

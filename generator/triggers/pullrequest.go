@@ -141,6 +141,12 @@ func pullRequestRun(cfg *config.Config) *v1.PipelineRun {
 	pr.Spec.Params = append(params,
 		v1.Param{Name: pushParam, Value: *v1.NewStructuredValues("false")},
 		v1.Param{Name: cacheParam, Value: *v1.NewStructuredValues("false")})
+	// What the canceller selects a pull request's runs by (labels) and
+	// tells its commits apart by; a branch or tag build has neither.
+	pr.Labels = map[string]string{
+		PullRequestLabel: "$(tt.params.pull-request)",
+		CommitLabel:      "$(tt.params.git-revision)",
+	}
 	pr.Annotations = map[string]string{
 		"tekton-multiarch.dev/repository":      "$(tt.params.repository)",
 		"tekton-multiarch.dev/head-repository": "$(tt.params.head-repository)",

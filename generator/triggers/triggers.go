@@ -40,6 +40,8 @@ type Objects struct {
 	// The pull-request trigger's; nil without triggers.pullRequests.enabled.
 	PullRequestBinding  *triggersv1.TriggerBinding
 	PullRequestTemplate *triggersv1.TriggerTemplate
+	// The canceller's; nil without pullRequests.cancelSuperseded.
+	Cancel *Cancel
 	ServiceAccount      *corev1.ServiceAccount
 	RoleBinding         *rbacv1.RoleBinding
 	ClusterBinding      *rbacv1.ClusterRoleBinding
@@ -69,6 +71,21 @@ func New(cfg *config.Config) (Objects, error) {
 		}
 		o.PullRequestBinding = pullRequestBinding(cfg)
 		o.EventListener.Spec.Triggers = append(o.EventListener.Spec.Triggers, pullRequestTrigger(cfg))
+		if cfg.Triggers.PullRequests.CancelSuperseded {
+			c := &Cancel{
+				Binding:        cancelBinding(cfg),
+				ServiceAccount: cancelServiceAccount(cfg),
+				Role:           cancelRole(cfg),
+				RoleBinding:    cancelRoleBinding(cfg),
+				Policy:         cancelPolicy(cfg),
+				PolicyBinding:  cancelPolicyBinding(cfg),
+			}
+			if c.Template, err = cancelTemplate(cfg); err != nil {
+				return Objects{}, err
+			}
+			o.Cancel = c
+			o.EventListener.Spec.Triggers = append(o.EventListener.Spec.Triggers, cancelTrigger(cfg))
+		}
 	}
 	return o, nil
 }

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	triggerscontexts "github.com/tektoncd/triggers/pkg/apis/triggers/contexts"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	admissionv1beta1 "k8s.io/api/admissionregistration/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -77,6 +79,10 @@ func DecodeKubernetes(source string, data []byte) ([]KubeObject, error) {
 			obj = &triggersv1.TriggerBinding{}
 		case triggersv1.SchemeGroupVersion.String() + " TriggerTemplate":
 			obj = &triggersv1.TriggerTemplate{}
+		case "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy":
+			obj = &admissionv1.ValidatingAdmissionPolicy{}
+		case "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicyBinding":
+			obj = &admissionv1.ValidatingAdmissionPolicyBinding{}
 		case cluster.SPOAPIVersion + " AppArmorProfile":
 			obj = &cluster.AppArmorProfile{}
 		default:
@@ -100,7 +106,10 @@ func CheckKubernetes(objs []KubeObject) error {
 	var errs field.ErrorList
 	policies := map[string]bool{}
 	for _, o := range objs {
-		if p, ok := o.Object.(*admissionv1beta1.MutatingAdmissionPolicy); ok {
+		switch p := o.Object.(type) {
+		case *admissionv1beta1.MutatingAdmissionPolicy:
+			policies[p.Name] = true
+		case *admissionv1.ValidatingAdmissionPolicy:
 			policies[p.Name] = true
 		}
 	}
@@ -174,6 +183,28 @@ func CheckKubernetes(objs []KubeObject) error {
 			errs = append(errs, meta(&t.ObjectMeta, false, apivalidation.NameIsDNSSubdomain)...)
 			if !policies[t.Spec.PolicyName] {
 				errs = append(errs, field.Invalid(field.NewPath("spec", "policyName"), t.Spec.PolicyName, "names no MutatingAdmissionPolicy of the same file"))
+			}
+		case *admissionv1.ValidatingAdmissionPolicy:
+			// As for the mutating policies, the API server compiles the CEL
+			// (the cluster test applies it and exercises it).
+			errs = append(errs, meta(&t.ObjectMeta, false, apivalidation.NameIsDNSSubdomain)...)
+			spec := field.NewPath("spec")
+			if t.Spec.FailurePolicy == nil || *t.Spec.FailurePolicy != admissionv1.Fail {
+				errs = append(errs, field.Invalid(spec.Child("failurePolicy"), t.Spec.FailurePolicy, "must be Fail: a policy that cannot be evaluated must refuse"))
+			}
+			if len(t.Spec.Validations) == 0 {
+				errs = append(errs, field.Required(spec.Child("validations"), "a policy that checks nothing"))
+			}
+			if t.Spec.MatchConstraints == nil || len(t.Spec.MatchConstraints.ResourceRules) == 0 {
+				errs = append(errs, field.Required(spec.Child("matchConstraints", "resourceRules"), "what the policy applies to"))
+			}
+		case *admissionv1.ValidatingAdmissionPolicyBinding:
+			errs = append(errs, meta(&t.ObjectMeta, false, apivalidation.NameIsDNSSubdomain)...)
+			if !policies[t.Spec.PolicyName] {
+				errs = append(errs, field.Invalid(field.NewPath("spec", "policyName"), t.Spec.PolicyName, "names no ValidatingAdmissionPolicy of the same file"))
+			}
+			if !slices.Contains(t.Spec.ValidationActions, admissionv1.Deny) {
+				errs = append(errs, field.Invalid(field.NewPath("spec", "validationActions"), t.Spec.ValidationActions, "must include Deny"))
 			}
 		case *appsv1.DaemonSet:
 			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
@@ -270,14 +301,42 @@ func checkTemplateResources(tt *triggersv1.TriggerTemplate) error {
 		if strings.Contains(raw, "$(tt.params.") {
 			return fmt.Errorf("resourcetemplates[%d] uses an undeclared $(tt.params.*)", i)
 		}
-		var pr v1.PipelineRun
-		if err := decodeStrict([]byte(raw), &pr); err != nil {
+		var head metav1.TypeMeta
+		if err := json.Unmarshal([]byte(raw), &head); err != nil {
 			return fmt.Errorf("resourcetemplates[%d]: %w", i, err)
 		}
-		if pr.Name == "" && pr.GenerateName == "" {
-			return fmt.Errorf("resourcetemplates[%d]: a PipelineRun created on every push needs generateName", i)
+		var objs Objects
+		var om *metav1.ObjectMeta
+		switch head.Kind {
+		case "PipelineRun":
+			var pr v1.PipelineRun
+			if err := decodeStrict([]byte(raw), &pr); err != nil {
+				return fmt.Errorf("resourcetemplates[%d]: %w", i, err)
+			}
+			objs.PipelineRuns, om = []*v1.PipelineRun{&pr}, &pr.ObjectMeta
+		case "TaskRun":
+			var tr v1.TaskRun
+			if err := decodeStrict([]byte(raw), &tr); err != nil {
+				return fmt.Errorf("resourcetemplates[%d]: %w", i, err)
+			}
+			objs.TaskRuns, om = []*v1.TaskRun{&tr}, &tr.ObjectMeta
+		default:
+			return fmt.Errorf("resourcetemplates[%d]: a %s; the templates create PipelineRuns and TaskRuns", i, head.Kind)
 		}
-		if err := Check(Objects{PipelineRuns: []*v1.PipelineRun{&pr}}); err != nil {
+		if om.Name == "" && om.GenerateName == "" {
+			return fmt.Errorf("resourcetemplates[%d]: a run created on every event needs a name of the event or generateName", i)
+		}
+		// Namespace-less: the listener creates it in its own.
+		if om.Name != "" {
+			if msgs := apivalidation.NameIsDNSSubdomain(om.Name, false); len(msgs) > 0 {
+				return fmt.Errorf("resourcetemplates[%d]: metadata.name %q: %s", i, om.Name, strings.Join(msgs, "; "))
+			}
+			// Tekton labels every pod with it.
+			if msgs := validation.IsValidLabelValue(om.Name); len(msgs) > 0 {
+				return fmt.Errorf("resourcetemplates[%d]: metadata.name %q is no label value, as Tekton makes it: %s", i, om.Name, strings.Join(msgs, "; "))
+			}
+		}
+		if err := Check(objs); err != nil {
 			return fmt.Errorf("resourcetemplates[%d]: %w", i, err)
 		}
 	}
@@ -296,6 +355,12 @@ func SampleTemplateParam(name string) string {
 		return "refs/heads/main"
 	case "image-tag":
 		return "aaaaaaaaaaaa"
+	case "delivery":
+		return "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+	case "pull-request":
+		return "12"
+	case "keep-commit":
+		return strings.Repeat("b", 40)
 	}
 	return "sample-" + name
 }
