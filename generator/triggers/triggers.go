@@ -41,12 +41,12 @@ type Objects struct {
 	PullRequestBinding  *triggersv1.TriggerBinding
 	PullRequestTemplate *triggersv1.TriggerTemplate
 	// The canceller's; nil without pullRequests.cancelSuperseded.
-	Cancel *Cancel
-	ServiceAccount      *corev1.ServiceAccount
-	RoleBinding         *rbacv1.RoleBinding
-	ClusterBinding      *rbacv1.ClusterRoleBinding
-	Ingress             *networkingv1.Ingress // nil without triggers.ingressHost
-	WebhookSecret       *corev1.Secret        // a shape to fill in, never applied as is
+	Cancel         *Cancel
+	ServiceAccount *corev1.ServiceAccount
+	RoleBinding    *rbacv1.RoleBinding
+	ClusterBinding *rbacv1.ClusterRoleBinding
+	Ingress        *networkingv1.Ingress // nil without triggers.ingressHost
+	WebhookSecret  *corev1.Secret        // a shape to fill in, never applied as is
 }
 
 // New builds every Triggers object for cfg.
