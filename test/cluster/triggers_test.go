@@ -205,6 +205,7 @@ func (s *stack) triggers(t *testing.T, c catalog) {
 		})
 	}
 	t.Run("pull-request", func(t *testing.T) { s.pullRequests(t, c, sign) })
+	t.Run("cancel-superseded", func(t *testing.T) { s.cancelSuperseded(t, c, sign, payload, push.After) })
 }
 
 // checkDropped: the sink logs that trigger's interceptors stopped event id,
