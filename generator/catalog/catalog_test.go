@@ -159,6 +159,17 @@ func TestKubernetesValidation(t *testing.T) {
 					want["*v1.ValidatingAdmissionPolicyBinding"]++
 				}
 			}
+			// The pruner: its Role and binding, the policy, the CronJob.
+			if tc.cfg.Prune.Enabled {
+				want["*v1.Role"]++
+				want["*v1.RoleBinding"]++
+				want["*v1.ValidatingAdmissionPolicy"]++
+				want["*v1.ValidatingAdmissionPolicyBinding"]++
+				want["*v1.CronJob"]++
+			}
+			if _, ok := files[PruneFile]; ok != tc.cfg.Prune.Enabled {
+				t.Errorf("%s generated: %v, want %v (prune.enabled)", PruneFile, ok, tc.cfg.Prune.Enabled)
+			}
 			// The fuse device plugin only where the build asks for /dev/fuse.
 			if tc.cfg.Build.NeedsFuse() {
 				want["*v1.DaemonSet"]++

@@ -1,7 +1,9 @@
 package catalog
 
 import (
+	"fmt"
 	"path"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	admissionv1beta1 "k8s.io/api/admissionregistration/v1beta1"
@@ -33,6 +35,8 @@ type ClusterObjects struct {
 	// The user-namespace policy; nil unless build.userNamespaces.
 	UsernsPolicy        *admissionv1beta1.MutatingAdmissionPolicy
 	UsernsPolicyBinding *admissionv1beta1.MutatingAdmissionPolicyBinding
+	// The pruner of finished runs; nil unless prune.enabled.
+	Pruner *cluster.Pruner
 }
 
 func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
@@ -57,6 +61,7 @@ func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
 	}
 	c.LoaderConfig, c.Loader = cluster.Loader(cfg, c.Seccomp, c.Profile)
 	c.Identity = cluster.NewIdentity(cfg)
+	c.Pruner = cluster.NewPruner(cfg)
 	c.ArchPolicy, c.ArchPolicyBinding = cluster.ArchPolicy(cfg)
 	c.UsernsPolicy, c.UsernsPolicyBinding = cluster.UsernsPolicy(cfg)
 	return c, nil
@@ -71,6 +76,9 @@ func SeccompFile(cfg *config.Config) string {
 // FusePluginFile is the fuse device plugin's manifest, generated only for
 // build.storage: fuse-overlayfs.
 const FusePluginFile = "examples/cluster/fuse-device-plugin.yaml"
+
+// PruneFile is the pruner of finished runs (prune.enabled).
+const PruneFile = "examples/cluster/prune.yaml"
 
 // ArchPolicyFile holds the arch-pinning admission policy and its binding.
 const ArchPolicyFile = "examples/cluster/arch-pinning.yaml"
@@ -124,6 +132,17 @@ func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 				"#     --docker-server="+cluster.RegistryHost(cfg.Example.Image)+" --docker-username=USER --docker-password=TOKEN\n"+
 				"# (.example: kubectl apply -f examples/cluster/ skips this file.)\n",
 			id.RegistrySecret); err != nil {
+			return err
+		}
+	}
+	if p := c.Pruner; p != nil {
+		if err := multi(PruneFile,
+			"# Deletes finished runs of "+strings.Join(cluster.PrunedPipelines, " and ")+" in "+cfg.Example.Namespace+" ("+cfg.Prune.Schedule+"), keeping per\n"+
+				"# Pipeline and pull request the last "+fmt.Sprint(cfg.Prune.KeepSucceeded)+" that succeeded and "+fmt.Sprint(cfg.Prune.KeepFailed)+" that failed:\n"+
+				"#   kubectl apply -f "+PruneFile+"\n"+
+				"# Its ServiceAccount may list and delete only finished runs of those Pipelines\n"+
+				"# there (the Role and the ValidatingAdmissionPolicy: Kubernetes >= 1.30).\n",
+			p.ServiceAccount, p.Role, p.RoleBinding, p.Policy, p.PolicyBinding, p.CronJob); err != nil {
 			return err
 		}
 	}

@@ -22,7 +22,7 @@ func TestGenerateThenCheck(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("generate: exit %d: %s", code, stderr)
 	}
-	if !strings.Contains(stdout, "wrote 34 files") {
+	if !strings.Contains(stdout, "wrote 35 files") {
 		t.Errorf("stdout = %q", stdout)
 	}
 	for _, p := range []string{

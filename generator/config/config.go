@@ -26,6 +26,7 @@ type Config struct {
 	Seccomp       Seccomp        `json:"seccomp"`
 	Cluster       Cluster        `json:"cluster"`
 	Triggers      Triggers       `json:"triggers"`
+	Prune         Prune          `json:"prune"`
 	Example       Example        `json:"example"`
 	References    References     `json:"references"`
 	ArtifactHub   ArtifactHub    `json:"artifactHub"`
@@ -58,6 +59,21 @@ const (
 	ProviderGitHub = "github"
 	ProviderGitLab = "gitlab"
 )
+
+// Prune is about deleting finished runs of the catalog's Pipelines: a
+// CronJob in the build namespace (examples/cluster/prune.yaml).
+type Prune struct {
+	Enabled bool `json:"enabled"`
+	// Schedule is the CronJob's, in its syntax.
+	Schedule string `json:"schedule"`
+	// KeepSucceeded and KeepFailed are how many finished runs of each
+	// outcome stay, per Pipeline and per pull request (branch and tag
+	// builds count together).
+	KeepSucceeded int `json:"keepSucceeded"`
+	KeepFailed    int `json:"keepFailed"`
+	// ServiceAccount is the pruner's own identity.
+	ServiceAccount string `json:"serviceAccount"`
+}
 
 // Cluster is about the node-level prerequisites.
 type Cluster struct {

@@ -49,3 +49,9 @@ var LoadNodeProfiles string
 //
 //go:embed cancel-superseded.sh
 var CancelSuperseded string
+
+// Prune deletes the finished runs of the catalog's Pipelines beyond the
+// last few of each outcome.
+//
+//go:embed prune.sh
+var Prune string

@@ -13,6 +13,7 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	admissionv1beta1 "k8s.io/api/admissionregistration/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -79,6 +80,8 @@ func DecodeKubernetes(source string, data []byte) ([]KubeObject, error) {
 			obj = &triggersv1.TriggerBinding{}
 		case triggersv1.SchemeGroupVersion.String() + " TriggerTemplate":
 			obj = &triggersv1.TriggerTemplate{}
+		case "batch/v1 CronJob":
+			obj = &batchv1.CronJob{}
 		case "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy":
 			obj = &admissionv1.ValidatingAdmissionPolicy{}
 		case "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicyBinding":
@@ -209,6 +212,16 @@ func CheckKubernetes(objs []KubeObject) error {
 		case *appsv1.DaemonSet:
 			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
 			errs = append(errs, daemonSet(t)...)
+		case *batchv1.CronJob:
+			// The schedule is config's to check (robfig/cron, as the API
+			// server); the rest is the pod's.
+			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
+			tmpl := field.NewPath("spec", "jobTemplate", "spec", "template")
+			errs = append(errs, metav1validation.ValidateLabels(t.Spec.JobTemplate.Spec.Template.Labels, tmpl.Child("metadata", "labels"))...)
+			errs = append(errs, podSpec(&t.Spec.JobTemplate.Spec.Template.Spec, tmpl.Child("spec"))...)
+			if rp := t.Spec.JobTemplate.Spec.Template.Spec.RestartPolicy; rp != corev1.RestartPolicyNever && rp != corev1.RestartPolicyOnFailure {
+				errs = append(errs, field.NotSupported(tmpl.Child("spec", "restartPolicy"), rp, []string{"Never", "OnFailure"}))
+			}
 		case *cluster.AppArmorProfile:
 			errs = append(errs, meta(&t.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)...)
 			if !strings.Contains(t.Spec.Policy, "profile "+t.Name+" ") {

@@ -1,0 +1,144 @@
+package cluster
+
+import (
+	"fmt"
+	"strings"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
+	"github.com/tekton-multiarch/tekton-multiarch/generator/scripts"
+)
+
+// PruneName names the pruner's CronJob, Role and policy.
+const PruneName = "multiarch-prune"
+
+// Pruner is what deletes finished runs: a CronJob running prune.sh as its
+// own ServiceAccount, a Role to list and delete PipelineRuns in the build
+// namespace, and a policy that lets it delete only finished runs of this
+// catalog's Pipelines.
+type Pruner struct {
+	ServiceAccount *corev1.ServiceAccount
+	Role           *rbacv1.Role
+	RoleBinding    *rbacv1.RoleBinding
+	Policy         *admissionv1.ValidatingAdmissionPolicy
+	PolicyBinding  *admissionv1.ValidatingAdmissionPolicyBinding
+	CronJob        *batchv1.CronJob
+}
+
+// PrunedPipelines are the Pipelines whose runs the pruner deletes.
+var PrunedPipelines = []string{config.PipelineExplicit, config.PipelineMatrix}
+
+// PrunePolicyName is the (cluster-scoped) policy's name, namespaced by name.
+func PrunePolicyName(cfg *config.Config) string { return PruneName + "-" + cfg.Example.Namespace }
+
+// NewPruner builds the pruner for cfg; nil unless prune.enabled.
+func NewPruner(cfg *config.Config) *Pruner {
+	if !cfg.Prune.Enabled {
+		return nil
+	}
+	ns, sa := cfg.Example.Namespace, cfg.Prune.ServiceAccount
+	meta := func(name string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/part-of": partOf}}
+	}
+	quoted := make([]string, len(PrunedPipelines))
+	for i, p := range PrunedPipelines {
+		quoted[i] = "'" + p + "'"
+	}
+	fail := admissionv1.Fail
+	p := &Pruner{
+		ServiceAccount: &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta(sa)},
+		Role: &rbacv1.Role{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"},
+			ObjectMeta: meta(PruneName),
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"tekton.dev"}, Resources: []string{"pipelineruns"}, Verbs: []string{"get", "list", "delete"}}},
+		},
+		RoleBinding: &rbacv1.RoleBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"},
+			ObjectMeta: meta(PruneName),
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: ns}},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: PruneName},
+		},
+		Policy: &admissionv1.ValidatingAdmissionPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
+			ObjectMeta: metav1.ObjectMeta{Name: PrunePolicyName(cfg), Labels: map[string]string{"app.kubernetes.io/part-of": partOf}},
+			Spec: admissionv1.ValidatingAdmissionPolicySpec{
+				FailurePolicy: &fail,
+				MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
+					Operations: []admissionv1.OperationType{admissionv1.Delete},
+					Rule:       admissionv1.Rule{APIGroups: []string{"tekton.dev"}, APIVersions: []string{"*"}, Resources: []string{"pipelineruns"}},
+				}}}},
+				MatchConditions: []admissionv1.MatchCondition{{Name: "the-pruner", Expression: fmt.Sprintf("request.userInfo.username == 'system:serviceaccount:%s:%s'", ns, sa)}},
+				Validations: []admissionv1.Validation{
+					{
+						Expression: "has(oldObject.metadata.labels) && 'tekton.dev/pipeline' in oldObject.metadata.labels && oldObject.metadata.labels['tekton.dev/pipeline'] in [" + strings.Join(quoted, ", ") + "]",
+						Message:    "the pruner may delete only runs of " + strings.Join(PrunedPipelines, " and "),
+					},
+					{
+						Expression: "has(oldObject.status) && has(oldObject.status.conditions) && oldObject.status.conditions.exists(c, c.type == 'Succeeded' && c.status != 'Unknown')",
+						Message:    "the pruner may delete only finished runs",
+					},
+				},
+			},
+		},
+		PolicyBinding: &admissionv1.ValidatingAdmissionPolicyBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: PrunePolicyName(cfg), Labels: map[string]string{"app.kubernetes.io/part-of": partOf}},
+			Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+				PolicyName:        PrunePolicyName(cfg),
+				ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+				MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+					MatchLabels: map[string]string{corev1.LabelMetadataName: ns},
+				}},
+			},
+		},
+	}
+	p.CronJob = &batchv1.CronJob{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "CronJob"},
+		ObjectMeta: meta(PruneName),
+		Spec: batchv1.CronJobSpec{
+			Schedule:                   cfg.Prune.Schedule,
+			ConcurrencyPolicy:          batchv1.ForbidConcurrent,
+			SuccessfulJobsHistoryLimit: ptr(int32(1)),
+			FailedJobsHistoryLimit:     ptr(int32(1)),
+			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
+				BackoffLimit: ptr(int32(1)),
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app.kubernetes.io/name": PruneName, "app.kubernetes.io/part-of": partOf}},
+					Spec: corev1.PodSpec{
+						ServiceAccountName: sa,
+						RestartPolicy:      corev1.RestartPolicyNever,
+						SecurityContext: &corev1.PodSecurityContext{
+							RunAsNonRoot:   ptr(true),
+							RunAsUser:      ptr(int64(65532)),
+							SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+						},
+						Containers: []corev1.Container{{
+							Name:    "prune",
+							Image:   cfg.Images.Kubectl,
+							Command: []string{"/bin/sh", "-c", scripts.Prune},
+							Env: []corev1.EnvVar{
+								{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+								{Name: "PIPELINES", Value: strings.Join(PrunedPipelines, " ")},
+								{Name: "KEEP_SUCCEEDED", Value: fmt.Sprint(cfg.Prune.KeepSucceeded)},
+								{Name: "KEEP_FAILED", Value: fmt.Sprint(cfg.Prune.KeepFailed)},
+								// kubectl's cache; the image's root is not this user's.
+								{Name: "HOME", Value: "/tmp"},
+							},
+							SecurityContext: &corev1.SecurityContext{
+								AllowPrivilegeEscalation: ptr(false),
+								ReadOnlyRootFilesystem:   ptr(false),
+								Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+							},
+						}},
+					},
+				},
+			}},
+		},
+	}
+	return p
+}
