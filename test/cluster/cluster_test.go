@@ -77,6 +77,7 @@ func TestCluster(t *testing.T) {
 		}
 		s.runToSuccess(t, c)
 	})
+	t.Run("prune", func(t *testing.T) { s.prune(t, committed) })
 	t.Run("remote-resolution", func(t *testing.T) { s.remoteResolution(t) })
 	// Last: the Triggers processes it starts stop when it ends.
 	t.Run("triggers", func(t *testing.T) { s.triggers(t, committed) })
