@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -144,7 +145,8 @@ func (s *stack) runCanceller(t testing.TB, c catalog, id string) string {
 	t.Helper()
 	var tr *v1.TaskRun
 	s.waitFor(t, "the canceller TaskRun of event "+id, 60*time.Second, func(ctx context.Context) (bool, error) {
-		list, err := s.tekton.TektonV1().TaskRuns(c.ns()).List(ctx, metav1.ListOptions{LabelSelector: eventIDKey + "=" + id})
+		// The event's run's TaskRuns carry its ID too.
+		list, err := s.tekton.TektonV1().TaskRuns(c.ns()).List(ctx, metav1.ListOptions{LabelSelector: eventIDKey + "=" + id + ",!" + pipeline.PipelineRunLabelKey})
 		if err != nil {
 			return false, err
 		}

@@ -77,7 +77,13 @@ func TestCluster(t *testing.T) {
 		}
 		s.runToSuccess(t, c)
 	})
-	t.Run("prune", func(t *testing.T) { s.prune(t, committed) })
+	t.Run("prune", func(t *testing.T) {
+		// A namespace of its own: the runs the other subtests left would
+		// count in the histories.
+		c := generateVariant(t, s.repo, "example:\n  namespace: multiarch-prune\n")
+		s.prepareNamespace(t, c)
+		s.prune(t, c)
+	})
 	t.Run("remote-resolution", func(t *testing.T) { s.remoteResolution(t) })
 	// Last: the Triggers processes it starts stop when it ends.
 	t.Run("triggers", func(t *testing.T) { s.triggers(t, committed) })
@@ -745,11 +751,14 @@ func (s *stack) driveArm64Failure(t testing.TB, r *prRun) {
 	c := r.c
 	builds, pods := r.buildPods(t)
 	v := buildValues(c, "arm64")
-	r.finish(t, pods["arm64"], map[string]stepOutcome{
+	r.failBuild(t, builds["build-arm64"], pods["arm64"], "arm64", map[string]stepOutcome{
 		"step-clone": {results: map[string]string{"COMMIT": v.commit, "URL": v.url, "COMMIT_TIME": v.commitTime}},
 		"step-build": {exitCode: 1},
 	})
 	tr := r.waitTaskRunDone(t, builds["build-arm64"].Name)
+	if got, want := len(tr.Status.RetriesStatus), c.cfg.Build.Retries; got != want {
+		t.Errorf("TaskRun build-arm64 was retried %d times, want build.retries = %d", got, want)
+	}
 	cond := tr.Status.GetCondition(apis.ConditionSucceeded)
 	if !failed(cond) {
 		t.Fatalf("TaskRun build-arm64 with step-build exiting 1: %s, want failed", condition(cond))
@@ -789,6 +798,37 @@ func (s *stack) driveArm64Failure(t testing.TB, r *prRun) {
 		skipped = append(skipped, sk.Name+" ("+string(sk.Reason)+")")
 	}
 	t.Logf("skippedTasks: %v", skipped)
+}
+
+// failBuild ends the build's pod with outcomes, then each retry's pod as
+// Tekton makes them (build.retries: a new pod of the same TaskRun), each of
+// which must land on a node of arch too, as the first did.
+func (r *prRun) failBuild(t testing.TB, tr *v1.TaskRun, pod *corev1.Pod, arch string, outcomes map[string]stepOutcome) {
+	t.Helper()
+	r.finish(t, pod, outcomes)
+	seen := map[string]bool{pod.Name: true}
+	for i := 1; i <= r.c.cfg.Build.Retries; i++ {
+		var next *corev1.Pod
+		r.s.waitFor(t, fmt.Sprintf("retry %d of %s running", i, tr.Name), 60*time.Second, func(ctx context.Context) (bool, error) {
+			pods, err := r.s.kube.CoreV1().Pods(r.c.ns()).List(ctx, metav1.ListOptions{LabelSelector: pipeline.TaskRunLabelKey + "=" + tr.Name})
+			if err != nil {
+				return false, err
+			}
+			for j := range pods.Items {
+				if p := &pods.Items[j]; !seen[p.Name] {
+					next = p
+				}
+			}
+			if next == nil {
+				return false, fmt.Errorf("no new pod of %s yet", tr.Name)
+			}
+			return next.Spec.NodeName != "" && next.Status.Phase == corev1.PodRunning, fmt.Errorf("pod %s is %s", next.Name, next.Status.Phase)
+		})
+		checkBuildNode(t, r.c, next, arch)
+		t.Logf("retry %d of %s: pod %s on %s", i, tr.Name, next.Name, next.Spec.NodeName)
+		seen[next.Name] = true
+		r.finish(t, next, outcomes)
+	}
 }
 
 // typoAPIServer: a misspelt field is refused by the API server itself,

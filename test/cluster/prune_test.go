@@ -163,6 +163,17 @@ func (s *stack) makeFinishedRun(t testing.TB, c catalog, r finishedRun, base tim
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The controller marks the run pending first; only then is its status
+	// ours to set: a reconcile still in flight would write its own status
+	// over ours (knative's update retries on the fresh object).
+	s.waitFor(t, "PipelineRun "+got.Name+" pending", 30*time.Second, func(ctx context.Context) (bool, error) {
+		cur, err := s.tekton.TektonV1().PipelineRuns(c.ns()).Get(ctx, got.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		cond := cur.Status.GetCondition(apis.ConditionSucceeded)
+		return cond != nil && cond.Reason == v1.PipelineRunReasonPending.String(), fmt.Errorf("%s", condition(cond))
+	})
 	if r.outcome == "" {
 		return got.Name
 	}
@@ -185,8 +196,15 @@ func (s *stack) makeFinishedRun(t testing.TB, c catalog, r finishedRun, base tim
 		}
 		return true, nil
 	})
-	// The controller must leave a finished run as it is.
-	time.Sleep(100 * time.Millisecond)
+	// And it leaves a finished run as it is.
+	time.Sleep(200 * time.Millisecond)
+	cur, err := s.tekton.TektonV1().PipelineRuns(c.ns()).Get(ctx, got.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cond := cur.Status.GetCondition(apis.ConditionSucceeded); cond == nil || string(cond.Status) != r.outcome || cur.Status.CompletionTime == nil {
+		t.Fatalf("PipelineRun %s lost the end it was given: %s", got.Name, condition(cond))
+	}
 	return got.Name
 }
 

@@ -132,7 +132,7 @@ func (s *stack) pullRequests(t *testing.T, c catalog, sign func([]byte) string) 
 		headers map[string]string
 		why     string
 	}{
-		{"closed", closed, headers(closed), "expression " + gentriggers.PullRequestFilter(c.cfg) + " did not return true"},
+		{"closed", closed, headers(closed), "expression " + gentriggers.PullRequestFilter(c.cfg) + " && " + gentriggers.DeliveryCheck(c.cfg) + " did not return true"},
 		{"other-repository", other, headers(other), "did not return true"},
 		{"bad-signature", raw, map[string]string{"X-GitHub-Event": "pull_request", "X-Hub-Signature-256": sign(closed)}, "payload signature check failed"},
 	} {
