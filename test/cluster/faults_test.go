@@ -156,6 +156,7 @@ func resetConn(c net.Conn) {
 // PUT), for outage, or until healed when outage is 0.
 type registryOutage struct {
 	front   *registryFront
+	at      time.Time // when it broke, kept past heal
 	what    string // what the trigger is, for the log
 	trigger func(*http.Request) bool
 	outage  time.Duration
@@ -173,6 +174,7 @@ func (o *registryOutage) heal(t testing.TB) {
 	f := o.front
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	o.at = f.downAt
 	if !f.downAt.IsZero() {
 		t.Logf("registry front: down at %s for %s, %d connections reset", f.downAt.Format(time.RFC3339Nano),
 			durationOrHealed(o.outage), f.resets)
@@ -180,11 +182,7 @@ func (o *registryOutage) heal(t testing.TB) {
 	f.trigger, f.downAt, f.downTil = nil, time.Time{}, time.Time{}
 }
 
-func (o *registryOutage) broke() time.Time {
-	o.front.mu.Lock()
-	defer o.front.mu.Unlock()
-	return o.front.downAt
-}
+func (o *registryOutage) broke() time.Time { return o.at }
 
 func durationOrHealed(d time.Duration) string {
 	if d == 0 {
@@ -236,7 +234,7 @@ func (c *controllerRestart) arm(t testing.TB, r *prRun) {
 	t.Logf("Tekton controller stopped with the builds running; starting it again in %s", c.down)
 	time.Sleep(c.down)
 	c.starts++
-	c.s.tektonController = c.s.startTektonController(t, fmt.Sprintf("tekton-controller-%d", c.starts+1))
+	c.s.tektonController = c.s.startTektonController(fmt.Sprintf("tekton-controller-%d", c.starts+1))
 }
 
 func (c *controllerRestart) heal(testing.TB)  {}

@@ -115,15 +115,19 @@ func (s *stack) realFaults(t *testing.T, c catalog, n *realNode, w *nodeWorld) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			trs, err := r.taskRuns(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if row.succeed {
+				// First: an unexpected failure logs every step's log.
+				s.succeededRealRun(t, r)
+			}
 			broke := f.broke()
 			if broke.IsZero() {
 				t.Fatalf("the fault never happened: its trigger matched no request of %s", r.name)
 			}
 			took := pr.Status.CompletionTime.Sub(broke).Round(100 * time.Millisecond)
-			trs, err := r.taskRuns(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
 			if row.succeed {
 				digests := s.checkRealRun(t, r, w, tag)
 				t.Logf("FAULT %s: run Succeeded, %s after the fault; index %s", row.name, took, digests["index"])

@@ -61,6 +61,9 @@ type stack struct {
 	images *realbuild.NodeImages // the real node's images, Tekton's among them
 	// tektonController is the running Tekton controller (faults restart it).
 	tektonController *proc
+	// owner is the test the stack lives as long as: a component restarted
+	// in a subtest must not stop when the subtest ends.
+	owner testing.TB
 }
 
 // binDir finds the built binaries, failing (or skipping, only when asked
@@ -135,7 +138,7 @@ func startStack(t testing.TB, nodes ...nodeProvider) *stack {
 	t.Helper()
 	bin := binDir(t)
 	requireHost(t)
-	s := &stack{bin: bin, repo: repoRoot(t), images: loadNodeImages(t)}
+	s := &stack{bin: bin, repo: repoRoot(t), images: loadNodeImages(t), owner: t}
 
 	work, err := os.MkdirTemp("", "tekton-multiarch-cluster-")
 	if err != nil {
@@ -293,12 +296,13 @@ func (s *stack) installTekton(t testing.TB) {
 		t.Fatalf("Tekton CRDs not established: %v\n%s", err, out)
 	}
 
-	s.tektonController = s.startTektonController(t, "tekton-controller")
+	s.tektonController = s.startTektonController("tekton-controller")
 }
 
 // startTektonController starts Tekton's controller (again, after a restart,
-// under another log name).
-func (s *stack) startTektonController(t testing.TB, name string) *proc {
+// under another log name), for as long as the stack lives.
+func (s *stack) startTektonController(name string) *proc {
+	t := s.owner
 	// Tekton's own images, made here (build-images.sh) and imported into the
 	// real node's containerd; on kwok nodes the names only end up in pod
 	// specs.

@@ -381,6 +381,20 @@ func main() {
 		fmt.Printf("spin %d on %s: %d ms\n", n, runtime.GOARCH, time.Since(start).Milliseconds())
 		return
 	}
+	if len(os.Args) == 3 && os.Args[1] == "eat" {
+		n, err := strconv.Atoi(os.Args[2])
+		if err != nil {
+			panic(err)
+		}
+		// Touch every page, so that it is resident and counts against the
+		// memory limit.
+		buf := make([]byte, n<<20)
+		for i := 0; i < len(buf); i += 4096 {
+			buf[i] = 1
+		}
+		fmt.Printf("ate %d MiB\n", n)
+		return
+	}
 	if len(os.Args) == 3 && os.Args[1] == "record" {
 		var u syscall.Utsname
 		if err := syscall.Uname(&u); err != nil {
@@ -410,6 +424,9 @@ const FixtureDockerfile = "FROM scratch\nARG TARGETARCH\nCOPY bin/app-${TARGETAR
 // scratch there is no shell, so the binary itself is the RUN step.
 const FixtureRunDockerfile = "FROM scratch\nARG TARGETARCH\nCOPY bin/app-${TARGETARCH} /app\nRUN [\"/app\", \"record\", \"/built-on\"]\n"
 
+// FixtureMemDockerfile has a RUN step that needs 512 MiB of memory.
+const FixtureMemDockerfile = "FROM scratch\nARG TARGETARCH\nCOPY bin/app-${TARGETARCH} /app\nRUN [\"/app\", \"eat\", \"512\"]\n"
+
 // FixtureCPUDockerfile has a CPU-bound RUN step (see fixtureMain's spin),
 // for comparing a native build with an emulated one.
 const FixtureCPUDockerfile = "FROM scratch\nARG TARGETARCH\nCOPY bin/app-${TARGETARCH} /app\nRUN [\"/app\", \"spin\", \"800\"]\n"
@@ -434,6 +451,7 @@ func MakeFixture(tb testing.TB, base string) *Fixture {
 	write("Dockerfile", FixtureDockerfile)
 	write("Dockerfile.run", FixtureRunDockerfile)
 	write("Dockerfile.cpu", FixtureCPUDockerfile)
+	write("Dockerfile.mem", FixtureMemDockerfile)
 	// go test puts its own GOROOT/bin first on PATH.
 	goBin, err := exec.LookPath("go")
 	if err != nil {
