@@ -157,7 +157,7 @@ func resetConn(c net.Conn) {
 type registryOutage struct {
 	front   *registryFront
 	at      time.Time // when it broke, kept past heal
-	what    string // what the trigger is, for the log
+	what    string    // what the trigger is, for the log
 	trigger func(*http.Request) bool
 	outage  time.Duration
 }
