@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
-	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	genpipeline "github.com/tekton-multiarch/tekton-multiarch/generator/pipeline"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/tasks"
@@ -206,10 +204,9 @@ func (s *stack) loadRound(t testing.TB, mode string, c2, c4 catalog, n int) load
 		res.scheduled = d
 	}
 
-	patch := []byte(`{"spec":{"status":"` + string(v1.PipelineRunSpecStatusCancelled) + `"}}`)
 	for _, r := range runs {
-		if _, err := s.tekton.TektonV1().PipelineRuns(r.c.ns()).Patch(ctx, r.name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-			t.Fatalf("cancel %s: %v", r.name, err)
+		if err := s.cancelRun(ctx, r.c.ns(), r.name); err != nil {
+			t.Fatal(err)
 		}
 	}
 	s.waitFor(t, "the round's runs cancelled and their pods gone", 10*time.Minute, func(ctx context.Context) (bool, error) {

@@ -14,7 +14,6 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // burstSize is how many pushes the burst sends, as a busy repository does.
@@ -141,9 +140,8 @@ func (s *stack) burst(t *testing.T, c catalog, payload []byte, after string, sig
 
 	// The burst's runs are cancelled, so that their pods leave the nodes.
 	for _, pr := range runs {
-		patch := []byte(`{"spec":{"status":"` + string(v1.PipelineRunSpecStatusCancelled) + `"}}`)
-		if _, err := s.tekton.TektonV1().PipelineRuns(c.ns()).Patch(context.Background(), pr.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-			t.Errorf("cancel %s: %v", pr.Name, err)
+		if err := s.cancelRun(context.Background(), c.ns(), pr.Name); err != nil {
+			t.Error(err)
 		}
 	}
 	s.waitFor(t, "the burst's runs cancelled and their pods gone", 2*time.Minute, func(ctx context.Context) (bool, error) {

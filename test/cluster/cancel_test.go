@@ -82,7 +82,11 @@ func (s *stack) cancelSuperseded(t *testing.T, c catalog, sign func([]byte) stri
 	branchBody := []byte(strings.Replace(string(pushPayload), `"after": "`+pushAfter+`"`, `"after": "`+strings.Repeat("c3", 20)+`"`, 1))
 	branch := s.eventRun(t, c.ns(), s.postEvent(t, branchBody, map[string]string{"X-Hub-Signature-256": sign(branchBody), "X-GitHub-Delivery": uuid(t)}))
 	running(branch)
-	t.Cleanup(func() { s.cancelRun(t, c, branch.Name) })
+	t.Cleanup(func() {
+		if err := s.cancelRun(context.Background(), c.ns(), branch.Name); err != nil {
+			t.Error(err)
+		}
+	})
 
 	// New commits: the old head's run is cancelled, the new head's kept.
 	body := editJSON(t, raw, map[string]any{"action": "synchronize", "number": number, "pull_request.number": number, "pull_request.head.sha": headB})
@@ -229,9 +233,10 @@ func (s *stack) checkNotCancelled(t testing.TB, c catalog, names ...string) {
 }
 
 // cancelRun cancels a run as the admin, so that its pods leave the nodes.
-func (s *stack) cancelRun(t testing.TB, c catalog, name string) {
+func (s *stack) cancelRun(ctx context.Context, ns, name string) error {
 	patch := []byte(`{"spec":{"status":"` + string(v1.PipelineRunSpecStatusCancelled) + `"}}`)
-	if _, err := s.tekton.TektonV1().PipelineRuns(c.ns()).Patch(context.Background(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		t.Errorf("cancel %s: %v", name, err)
+	if _, err := s.tekton.TektonV1().PipelineRuns(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("cancel %s: %w", name, err)
 	}
+	return nil
 }

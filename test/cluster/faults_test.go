@@ -8,14 +8,11 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -239,31 +236,3 @@ func (c *controllerRestart) arm(t testing.TB, r *prRun) {
 
 func (c *controllerRestart) heal(testing.TB)  {}
 func (c *controllerRestart) broke() time.Time { return c.at }
-
-// netnsListen opens a listening socket inside the network namespace at
-// nsPath, as netnsDialer opens connections there.
-func netnsListen(nsPath, network, addr string) (net.Listener, error) {
-	type result struct {
-		ln  net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// Never unlocked: see netnsDialer.
-		runtime.LockOSThread()
-		f, err := os.Open(nsPath)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("setns %s: %w", nsPath, err)}
-			return
-		}
-		ln, err := net.Listen(network, addr)
-		ch <- result{ln, err}
-	}()
-	r := <-ch
-	return r.ln, r.err
-}

@@ -501,7 +501,7 @@ func (s *stack) checkRealRun(t testing.TB, r *prRun, w *nodeWorld, tag string) m
 		if cfg.Architecture != arch {
 			t.Errorf("%s: config architecture %q, want %s", ref, cfg.Architecture, arch)
 		}
-		if dockerfileOf(pr) != "Dockerfile.run" {
+		if prParam(pr, "DOCKERFILE") != "Dockerfile.run" {
 			continue
 		}
 		builtOn, err := realbuild.FileFromImage(ctx, ref, t.TempDir(), "/built-on")
@@ -515,15 +515,6 @@ func (s *stack) checkRealRun(t testing.TB, r *prRun, w *nodeWorld, tag string) m
 	}
 	want["index"] = indexDigest
 	return want
-}
-
-func dockerfileOf(pr *v1.PipelineRun) string {
-	for _, p := range pr.Spec.Params {
-		if p.Name == "DOCKERFILE" {
-			return p.Value.StringVal
-		}
-	}
-	return ""
 }
 
 // failedBuild waits for the run to fail and returns the TaskRun of task,

@@ -390,38 +390,54 @@ func (s *stack) createNetns(t testing.TB) {
 	}
 }
 
-// netnsDialer opens each connection's socket from a thread that has joined
-// the network namespace at nsPath; a socket stays in the namespace it was
-// created in, whichever thread uses it afterwards.
+// inNetns runs f on a thread that has joined the network namespace at
+// nsPath: a socket f opens stays in that namespace, whichever thread uses it
+// afterwards.
+func inNetns(nsPath string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread is in the other namespace now, so the
+		// runtime must destroy it when this goroutine ends rather than
+		// reuse it.
+		runtime.LockOSThread()
+		ns, err := os.Open(nsPath)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer ns.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", nsPath, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// netnsDialer opens each connection's socket inside the network namespace
+// at nsPath.
 func netnsDialer(nsPath string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			conn net.Conn
-			err  error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			// Never unlocked: the thread is in the other namespace now, so the
-			// runtime must destroy it when this goroutine ends rather than
-			// reuse it.
-			runtime.LockOSThread()
-			f, err := os.Open(nsPath)
-			if err != nil {
-				ch <- result{err: err}
-				return
-			}
-			defer f.Close()
-			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-				ch <- result{err: fmt.Errorf("setns %s: %w", nsPath, err)}
-				return
-			}
+		var c net.Conn
+		err := inNetns(nsPath, func() (err error) {
 			var d net.Dialer
-			c, err := d.DialContext(ctx, network, addr)
-			ch <- result{c, err}
-		}()
-		r := <-ch
-		return r.conn, r.err
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
 	}
+}
+
+// netnsListen opens a listening socket inside the network namespace at
+// nsPath.
+func netnsListen(nsPath, network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := inNetns(nsPath, func() (err error) {
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	return ln, err
 }
 
 // proc is one long-running component.
