@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,11 +111,7 @@ func (s *stack) cancelSuperseded(t *testing.T, c catalog, sign func([]byte) stri
 
 	// The canceller's identity can do nothing else.
 	kc := s.tokenKubeconfig(t, c.ns(), c.cfg.Triggers.PullRequests.CancelServiceAccount)
-	as := func(args ...string) (string, error) {
-		cmd := exec.Command("nsenter", append([]string{"--net=" + s.nsPath, "--", filepath.Join(s.bin, "kubectl"), "--kubeconfig=" + kc, "-n", c.ns()}, args...)...)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
+	as := func(args ...string) (string, error) { return s.kubectlAs(kc, c.ns(), args...) }
 	for _, tc := range []struct {
 		what string
 		args []string
@@ -172,31 +167,12 @@ func (s *stack) runCanceller(t testing.TB, c catalog, id string) string {
 	if ctr == nil {
 		t.Fatalf("pod %s has no step-cancel container", pod.Name)
 	}
-	env := []string{
-		"PATH=" + s.bin + ":" + os.Getenv("PATH"),
-		"KUBECONFIG=" + s.tokenKubeconfig(t, c.ns(), pod.Spec.ServiceAccountName),
-		"HOME=" + t.TempDir(),
-	}
-	for _, e := range ctr.Env {
-		if e.ValueFrom == nil && e.Name != "HOME" {
-			env = append(env, e.Name+"="+e.Value)
-		}
-	}
-	cmd := exec.Command("nsenter", "--net="+s.nsPath, "--", "sh", "-c", scripts.CancelSuperseded)
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if err != nil {
-		code = 1
-		t.Errorf("cancel-superseded.sh (TaskRun %s): %v\n%s", tr.Name, err, out)
-	}
-	t.Logf("TaskRun %s, step cancel:\n%s", tr.Name, out)
-	r.finish(t, pod, map[string]stepOutcome{"step-cancel": {exitCode: code}})
+	out, code := s.runForPod(t, pod, ctr, scripts.CancelSuperseded)
 	done := r.waitTaskRunDone(t, tr.Name)
 	if code == 0 && !succeeded(done.Status.GetCondition(apis.ConditionSucceeded)) {
 		t.Errorf("canceller TaskRun %s: %s", tr.Name, condition(done.Status.GetCondition(apis.ConditionSucceeded)))
 	}
-	return string(out)
+	return out
 }
 
 // waitCancelled waits for a run to end Cancelled, its pods gone.

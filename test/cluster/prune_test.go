@@ -3,8 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -125,18 +123,16 @@ func (s *stack) prune(t *testing.T, c catalog) {
 		{"delete a run still going", names[len(names)-2], "may delete only finished runs"},
 		{"delete another Pipeline's run", names[len(names)-1], "may delete only runs of"},
 	} {
-		cmd := exec.Command("nsenter", "--net="+s.nsPath, "--", filepath.Join(s.bin, "kubectl"), "--kubeconfig="+kc, "-n", c.ns(), "delete", "pipelinerun", tc.name)
-		out, err := cmd.CombinedOutput()
-		if err == nil || !strings.Contains(string(out), tc.want) {
-			t.Errorf("as the pruner, %s: err %v, %q; want refused with %q", tc.what, err, strings.TrimSpace(string(out)), tc.want)
+		out, err := s.kubectlAs(kc, c.ns(), "delete", "pipelinerun", tc.name)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("as the pruner, %s: err %v, %q; want refused with %q", tc.what, err, out, tc.want)
 			continue
 		}
-		t.Logf("as the pruner, %s: refused: %s", tc.what, strings.TrimSpace(string(out)))
+		t.Logf("as the pruner, %s: refused: %s", tc.what, out)
 	}
 	for _, args := range [][]string{{"get", "secrets"}, {"delete", "taskruns", "--all"}, {"create", "-f", filepath.Join(c.dir, "examples", "pipelinerun.yaml")}} {
-		cmd := exec.Command("nsenter", append([]string{"--net=" + s.nsPath, "--", filepath.Join(s.bin, "kubectl"), "--kubeconfig=" + kc, "-n", c.ns()}, args...)...)
-		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "forbidden") {
-			t.Errorf("as the pruner, kubectl %s: err %v, %q; want forbidden", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		if out, err := s.kubectlAs(kc, c.ns(), args...); err == nil || !strings.Contains(out, "forbidden") {
+			t.Errorf("as the pruner, kubectl %s: err %v, %q; want forbidden", strings.Join(args, " "), err, out)
 		}
 	}
 	// Tidy up for what runs after: the run left going.
@@ -232,32 +228,6 @@ func (s *stack) runPruneJob(t testing.TB, c catalog) string {
 	if ctr == nil || len(ctr.Command) != 3 || ctr.Command[2] != scripts.Prune {
 		t.Fatalf("the prune pod does not run prune.sh: %v", ctr)
 	}
-	env := []string{
-		"PATH=" + s.bin + ":" + os.Getenv("PATH"),
-		"KUBECONFIG=" + s.tokenKubeconfig(t, c.ns(), pod.Spec.ServiceAccountName),
-		"HOME=" + t.TempDir(),
-	}
-	for _, e := range ctr.Env {
-		switch {
-		case e.Name == "HOME":
-		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
-			env = append(env, e.Name+"="+pod.Namespace)
-		case e.ValueFrom == nil:
-			env = append(env, e.Name+"="+e.Value)
-		default:
-			t.Fatalf("env %s: a source the test cannot stand in for", e.Name)
-		}
-	}
-	cmd := exec.Command("nsenter", "--net="+s.nsPath, "--", "sh", "-c", ctr.Command[2])
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if err != nil {
-		code = 1
-		t.Errorf("prune.sh: %v\n%s", err, out)
-	}
-	t.Logf("Job prune-now, container prune:\n%s", out)
-	r := &prRun{s: s, c: c}
-	r.finish(t, pod, map[string]stepOutcome{"prune": {exitCode: code}})
-	return string(out)
+	out, _ := s.runForPod(t, pod, ctr, ctr.Command[2])
+	return out
 }
