@@ -49,7 +49,6 @@ func NewPruner(cfg *config.Config) *Pruner {
 	for i, p := range PrunedPipelines {
 		quoted[i] = "'" + p + "'"
 	}
-	fail := admissionv1.Fail
 	p := &Pruner{
 		ServiceAccount: &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta(sa)},
 		Role: &rbacv1.Role{
@@ -63,40 +62,17 @@ func NewPruner(cfg *config.Config) *Pruner {
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: ns}},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: PruneName},
 		},
-		Policy: &admissionv1.ValidatingAdmissionPolicy{
-			TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
-			ObjectMeta: metav1.ObjectMeta{Name: PrunePolicyName(cfg), Labels: map[string]string{"app.kubernetes.io/part-of": partOf}},
-			Spec: admissionv1.ValidatingAdmissionPolicySpec{
-				FailurePolicy: &fail,
-				MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
-					Operations: []admissionv1.OperationType{admissionv1.Delete},
-					Rule:       admissionv1.Rule{APIGroups: []string{"tekton.dev"}, APIVersions: []string{"*"}, Resources: []string{"pipelineruns"}},
-				}}}},
-				MatchConditions: []admissionv1.MatchCondition{{Name: "the-pruner", Expression: fmt.Sprintf("request.userInfo.username == 'system:serviceaccount:%s:%s'", ns, sa)}},
-				Validations: []admissionv1.Validation{
-					{
-						Expression: "has(oldObject.metadata.labels) && 'tekton.dev/pipeline' in oldObject.metadata.labels && oldObject.metadata.labels['tekton.dev/pipeline'] in [" + strings.Join(quoted, ", ") + "]",
-						Message:    "the pruner may delete only runs of " + strings.Join(PrunedPipelines, " and "),
-					},
-					{
-						Expression: "has(oldObject.status) && has(oldObject.status.conditions) && oldObject.status.conditions.exists(c, c.type == 'Succeeded' && c.status != 'Unknown')",
-						Message:    "the pruner may delete only finished runs",
-					},
-				},
-			},
-		},
-		PolicyBinding: &admissionv1.ValidatingAdmissionPolicyBinding{
-			TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
-			ObjectMeta: metav1.ObjectMeta{Name: PrunePolicyName(cfg), Labels: map[string]string{"app.kubernetes.io/part-of": partOf}},
-			Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
-				PolicyName:        PrunePolicyName(cfg),
-				ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-				MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-					MatchLabels: map[string]string{corev1.LabelMetadataName: ns},
-				}},
-			},
-		},
 	}
+	p.Policy, p.PolicyBinding = PipelineRunPolicy(PrunePolicyName(cfg), ns, sa, "the-pruner", admissionv1.Delete, []admissionv1.Validation{
+		{
+			Expression: "has(oldObject.metadata.labels) && 'tekton.dev/pipeline' in oldObject.metadata.labels && oldObject.metadata.labels['tekton.dev/pipeline'] in [" + strings.Join(quoted, ", ") + "]",
+			Message:    "the pruner may delete only runs of " + strings.Join(PrunedPipelines, " and "),
+		},
+		{
+			Expression: "has(oldObject.status) && has(oldObject.status.conditions) && oldObject.status.conditions.exists(c, c.type == 'Succeeded' && c.status != 'Unknown')",
+			Message:    "the pruner may delete only finished runs",
+		},
+	})
 	p.CronJob = &batchv1.CronJob{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "CronJob"},
 		ObjectMeta: meta(PruneName),

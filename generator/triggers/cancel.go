@@ -11,6 +11,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tekton-multiarch/tekton-multiarch/generator/cluster"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/config"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/scripts"
 )
@@ -198,9 +199,8 @@ func CancelPolicyName(cfg *config.Config) string { return CancelName + "-" + cfg
 
 // cancelPolicy narrows the canceller's patch to what cancelling is: a
 // pull-request run of this catalog, whose spec.status becomes Cancelled and
-// nothing else changes.
-func cancelPolicy(cfg *config.Config) *admissionv1.ValidatingAdmissionPolicy {
-	user := fmt.Sprintf("system:serviceaccount:%s:%s", cfg.Example.Namespace, cfg.Triggers.PullRequests.CancelServiceAccount)
+// nothing else changes; and binds it to the build namespace.
+func cancelPolicy(cfg *config.Config) (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding) {
 	unchanged := func(field string, keys ...string) string {
 		var parts []string
 		for _, k := range keys {
@@ -209,45 +209,17 @@ func cancelPolicy(cfg *config.Config) *admissionv1.ValidatingAdmissionPolicy {
 		}
 		return strings.Join(parts, " && ")
 	}
-	fail := admissionv1.Fail
-	return &admissionv1.ValidatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: CancelPolicyName(cfg), Labels: labels()},
-		Spec: admissionv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: &fail,
-			MatchConstraints: &admissionv1.MatchResources{
-				ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
-					Operations: []admissionv1.OperationType{admissionv1.Update},
-					Rule:       admissionv1.Rule{APIGroups: []string{"tekton.dev"}, APIVersions: []string{"*"}, Resources: []string{"pipelineruns"}},
-				}}},
+	return cluster.PipelineRunPolicy(CancelPolicyName(cfg), cfg.Example.Namespace, cfg.Triggers.PullRequests.CancelServiceAccount, "the-canceller", admissionv1.Update,
+		[]admissionv1.Validation{
+			{
+				Expression: "has(oldObject.metadata.labels) && '" + PullRequestLabel + "' in oldObject.metadata.labels",
+				Message:    "the canceller may cancel only pull-request runs of tekton-multiarch (label " + PullRequestLabel + "), never a branch or tag build",
 			},
-			MatchConditions: []admissionv1.MatchCondition{{Name: "the-canceller", Expression: "request.userInfo.username == '" + user + "'"}},
-			Validations: []admissionv1.Validation{
-				{
-					Expression: "has(oldObject.metadata.labels) && '" + PullRequestLabel + "' in oldObject.metadata.labels",
-					Message:    "the canceller may cancel only pull-request runs of tekton-multiarch (label " + PullRequestLabel + "), never a branch or tag build",
-				},
-				{
-					Expression: "has(object.spec.status) && object.spec.status == 'Cancelled' && " +
-						unchanged("spec", "params", "pipelineRef", "pipelineSpec", "taskRunSpecs", "taskRunTemplate", "workspaces", "timeouts") +
-						" && object.metadata.labels == oldObject.metadata.labels",
-					Message: "the canceller may only set spec.status to Cancelled",
-				},
+			{
+				Expression: "has(object.spec.status) && object.spec.status == 'Cancelled' && " +
+					unchanged("spec", "params", "pipelineRef", "pipelineSpec", "taskRunSpecs", "taskRunTemplate", "workspaces", "timeouts") +
+					" && object.metadata.labels == oldObject.metadata.labels",
+				Message: "the canceller may only set spec.status to Cancelled",
 			},
-		},
-	}
-}
-
-func cancelPolicyBinding(cfg *config.Config) *admissionv1.ValidatingAdmissionPolicyBinding {
-	return &admissionv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: CancelPolicyName(cfg), Labels: labels()},
-		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        CancelPolicyName(cfg),
-			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{corev1.LabelMetadataName: cfg.Example.Namespace},
-			}},
-		},
-	}
+		})
 }

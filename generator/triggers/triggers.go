@@ -77,9 +77,8 @@ func New(cfg *config.Config) (Objects, error) {
 				ServiceAccount: cancelServiceAccount(cfg),
 				Role:           cancelRole(cfg),
 				RoleBinding:    cancelRoleBinding(cfg),
-				Policy:         cancelPolicy(cfg),
-				PolicyBinding:  cancelPolicyBinding(cfg),
 			}
+			c.Policy, c.PolicyBinding = cancelPolicy(cfg)
 			if c.Template, err = cancelTemplate(cfg); err != nil {
 				return Objects{}, err
 			}
