@@ -596,12 +596,13 @@ echo "pushing $push_ref (up to $PUSH_RETRIES retries)"
 # buildah can exit 0 and leave the digest file empty when the registry
 # dropped the connection of the manifest's write (measured with buildah
 # 1.40.1, TestRealNode/faults): such a push counts as failed and goes again.
-rm -f "$digestfile"
-if ! bah push --retry "$PUSH_RETRIES" --digestfile "$digestfile" --tls-verify="$TLS_VERIFY" "$push_ref" "docker://$push_ref" ||
-	! grep -Eq '^sha256:[0-9a-f]{64}$' "$digestfile" 2>/dev/null; then
-	echo "the push of $push_ref did not complete: pushing again"
+push_image() {
 	rm -f "$digestfile"
-	bah push --retry "$PUSH_RETRIES" --digestfile "$digestfile" --tls-verify="$TLS_VERIFY" "$push_ref" "docker://$push_ref" ||
+	bah push --retry "$PUSH_RETRIES" --digestfile "$digestfile" --tls-verify="$TLS_VERIFY" "$push_ref" "docker://$push_ref"
+}
+if ! push_image || ! grep -Eq '^sha256:[0-9a-f]{64}$' "$digestfile" 2>/dev/null; then
+	echo "the push of $push_ref did not complete: pushing again"
+	push_image ||
 		die "pushing $push_ref failed after $PUSH_RETRIES retries: check that the registry is reachable from this node, TLS_VERIFY (and for a registry behind an internal CA, the ca-bundle workspace), and the credentials in the dockerconfig workspace"
 fi
 digest=$(cat "$digestfile" 2>/dev/null || true)

@@ -422,12 +422,9 @@ func checkBuildNode(t testing.TB, c catalog, pod *corev1.Pod, arch string) {
 		}
 		return
 	}
-	for _, n := range buildNodes {
-		if n.name == pod.Spec.NodeName && n.archID() == arch {
-			return
-		}
+	if !onArch(pod.Spec.NodeName, arch) {
+		t.Errorf("build %s pod %s scheduled on %q, want a node of %s", arch, pod.Name, pod.Spec.NodeName, arch)
 	}
-	t.Errorf("build %s pod %s scheduled on %q, want a node of %s", arch, pod.Name, pod.Spec.NodeName, arch)
 }
 
 // fuseNode is the one node of arch that advertises /dev/fuse.
