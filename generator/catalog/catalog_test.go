@@ -139,7 +139,7 @@ func TestKubernetesValidation(t *testing.T) {
 			want := map[string]int{
 				"*v1.DaemonSet": 1, "*v1.ConfigMap": 2 /* the profile loader's, chains-config */, "*v1.Role": 1, "*cluster.AppArmorProfile": 1,
 				"*v1beta1.EventListener": 1, "*v1beta1.TriggerBinding": 1, "*v1beta1.TriggerTemplate": 1,
-				"*v1.RoleBinding": 1, "*v1.ClusterRoleBinding": 1,
+				"*v1.RoleBinding": 1, "*v1.ClusterRole": 1 /* the arch policy's reader */, "*v1.ClusterRoleBinding": 1,
 				"*v1beta1.MutatingAdmissionPolicy": 1, "*v1beta1.MutatingAdmissionPolicyBinding": 1,
 			}
 			if !tc.cfg.AppArmor.UsesAppArmor() {
@@ -169,6 +169,19 @@ func TestKubernetesValidation(t *testing.T) {
 			}
 			if _, ok := files[PruneFile]; ok != tc.cfg.Prune.Enabled {
 				t.Errorf("%s generated: %v, want %v (prune.enabled)", PruneFile, ok, tc.cfg.Prune.Enabled)
+			}
+			// The node-loss watcher: its Roles and bindings, the policy, the CronJob.
+			if tc.cfg.NodeLoss.Enabled {
+				want["*v1.ClusterRole"]++
+				want["*v1.ClusterRoleBinding"]++
+				want["*v1.Role"]++
+				want["*v1.RoleBinding"]++
+				want["*v1.ValidatingAdmissionPolicy"]++
+				want["*v1.ValidatingAdmissionPolicyBinding"]++
+				want["*v1.CronJob"]++
+			}
+			if _, ok := files[NodeLossFile]; ok != tc.cfg.NodeLoss.Enabled {
+				t.Errorf("%s generated: %v, want %v (nodeLoss.enabled)", NodeLossFile, ok, tc.cfg.NodeLoss.Enabled)
 			}
 			// The fuse device plugin only where the build asks for /dev/fuse.
 			if tc.cfg.Build.NeedsFuse() {

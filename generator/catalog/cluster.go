@@ -37,6 +37,8 @@ type ClusterObjects struct {
 	UsernsPolicyBinding *admissionv1beta1.MutatingAdmissionPolicyBinding
 	// The pruner of finished runs; nil unless prune.enabled.
 	Pruner *cluster.Pruner
+	// The watcher that fails pods on lost nodes; nil unless nodeLoss.enabled.
+	NodeLoss *cluster.NodeLossWatcher
 }
 
 func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
@@ -62,6 +64,7 @@ func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
 	c.LoaderConfig, c.Loader = cluster.Loader(cfg, c.Seccomp, c.Profile)
 	c.Identity = cluster.NewIdentity(cfg)
 	c.Pruner = cluster.NewPruner(cfg)
+	c.NodeLoss = cluster.NewNodeLossWatcher(cfg)
 	c.ArchPolicy, c.ArchPolicyBinding = cluster.ArchPolicy(cfg)
 	c.UsernsPolicy, c.UsernsPolicyBinding = cluster.UsernsPolicy(cfg)
 	return c, nil
@@ -79,6 +82,9 @@ const FusePluginFile = "examples/cluster/fuse-device-plugin.yaml"
 
 // PruneFile is the pruner of finished runs (prune.enabled).
 const PruneFile = "examples/cluster/prune.yaml"
+
+// NodeLossFile is the watcher that fails pods on lost nodes (nodeLoss.enabled).
+const NodeLossFile = "examples/cluster/node-loss.yaml"
 
 // ArchPolicyFile holds the arch-pinning admission policy and its binding.
 const ArchPolicyFile = "examples/cluster/arch-pinning.yaml"
@@ -137,12 +143,25 @@ func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 	}
 	if p := c.Pruner; p != nil {
 		if err := multi(PruneFile,
-			"# Deletes finished runs of "+strings.Join(cluster.PrunedPipelines, " and ")+" in "+cfg.Example.Namespace+" ("+cfg.Prune.Schedule+"), keeping per\n"+
+			"# Deletes finished runs of "+strings.Join(cluster.Pipelines, " and ")+" in "+cfg.Example.Namespace+" ("+cfg.Prune.Schedule+"), keeping per\n"+
 				"# Pipeline and pull request the last "+fmt.Sprint(cfg.Prune.KeepSucceeded)+" that succeeded and "+fmt.Sprint(cfg.Prune.KeepFailed)+" that failed:\n"+
 				"#   kubectl apply -f "+PruneFile+"\n"+
 				"# Its ServiceAccount may list and delete only finished runs of those Pipelines\n"+
 				"# there (the Role and the ValidatingAdmissionPolicy: Kubernetes >= 1.30).\n",
 			p.ServiceAccount, p.Role, p.RoleBinding, p.Policy, p.PolicyBinding, p.CronJob); err != nil {
+			return err
+		}
+	}
+	if w := c.NodeLoss; w != nil {
+		if err := multi(NodeLossFile,
+			"# Every minute, fails the pods of "+strings.Join(cluster.Pipelines, " and ")+" runs in "+cfg.Example.Namespace+" that sit on a node\n"+
+				"# Ready=Unknown for "+cfg.NodeLoss.After+" or more (lost: powered off, off the network), so that their\n"+
+				"# TaskRuns fail naming the node, or are retried, instead of waiting for the run's timeout:\n"+
+				"#   kubectl apply -f "+NodeLossFile+"\n"+
+				"# Its ServiceAccount may get the nodes those pods are on, and only mark pods of\n"+
+				"# those Pipelines that have not finished Failed for "+cluster.NodeLossReason+" (the Roles and the\n"+
+				"# ValidatingAdmissionPolicy: Kubernetes >= 1.30).\n",
+			w.ServiceAccount, w.ClusterRole, w.ClusterRoleBinding, w.Role, w.RoleBinding, w.Policy, w.PolicyBinding, w.CronJob); err != nil {
 			return err
 		}
 	}

@@ -22,7 +22,7 @@ func TestGenerateThenCheck(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("generate: exit %d: %s", code, stderr)
 	}
-	if !strings.Contains(stdout, "wrote 35 files") {
+	if !strings.Contains(stdout, "wrote 36 files") {
 		t.Errorf("stdout = %q", stdout)
 	}
 	for _, p := range []string{
@@ -31,7 +31,7 @@ func TestGenerateThenCheck(t *testing.T) {
 		"tasks/buildah-build/0.1/README.md", "tasks/buildah-build/0.1/samples/taskrun.yaml.sample", "examples/pipelinerun.yaml",
 		"examples/cluster/apparmor/containerized-buildah", "examples/cluster/README.md",
 		"examples/cluster/seccomp/buildah.json", "examples/cluster/node-profiles/node-profile-loader.yaml",
-		"examples/cluster/arch-pinning.yaml", "pipelines/multiarch-build-matrix/0.1/multiarch-build-matrix.yaml",
+		"examples/cluster/arch-pinning.yaml", "examples/cluster/node-loss.yaml", "pipelines/multiarch-build-matrix/0.1/multiarch-build-matrix.yaml",
 		"tasks/artifacthub-repo.yml", "pipelines/artifacthub-repo.yml",
 	} {
 		if _, err := os.Stat(filepath.Join(out, p)); err != nil {

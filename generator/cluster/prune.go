@@ -30,8 +30,18 @@ type Pruner struct {
 	CronJob        *batchv1.CronJob
 }
 
-// PrunedPipelines are the Pipelines whose runs the pruner deletes.
-var PrunedPipelines = []string{config.PipelineExplicit, config.PipelineMatrix}
+// Pipelines are the catalog's Pipelines, whose runs the pruner deletes and
+// whose pods the node-loss watcher fails.
+var Pipelines = []string{config.PipelineExplicit, config.PipelineMatrix}
+
+// quotedPipelines is Pipelines as the items of a CEL list.
+func quotedPipelines() string {
+	q := make([]string, len(Pipelines))
+	for i, p := range Pipelines {
+		q[i] = "'" + p + "'"
+	}
+	return strings.Join(q, ", ")
+}
 
 // PrunePolicyName is the (cluster-scoped) policy's name, namespaced by name.
 func PrunePolicyName(cfg *config.Config) string { return PruneName + "-" + cfg.Example.Namespace }
@@ -44,10 +54,6 @@ func NewPruner(cfg *config.Config) *Pruner {
 	ns, sa := cfg.Example.Namespace, cfg.Prune.ServiceAccount
 	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/part-of": partOf}}
-	}
-	quoted := make([]string, len(PrunedPipelines))
-	for i, p := range PrunedPipelines {
-		quoted[i] = "'" + p + "'"
 	}
 	p := &Pruner{
 		ServiceAccount: &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta(sa)},
@@ -65,26 +71,46 @@ func NewPruner(cfg *config.Config) *Pruner {
 	}
 	p.Policy, p.PolicyBinding = PipelineRunPolicy(PrunePolicyName(cfg), ns, sa, "the-pruner", admissionv1.Delete, []admissionv1.Validation{
 		{
-			Expression: "has(oldObject.metadata.labels) && 'tekton.dev/pipeline' in oldObject.metadata.labels && oldObject.metadata.labels['tekton.dev/pipeline'] in [" + strings.Join(quoted, ", ") + "]",
-			Message:    "the pruner may delete only runs of " + strings.Join(PrunedPipelines, " and "),
+			Expression: "has(oldObject.metadata.labels) && 'tekton.dev/pipeline' in oldObject.metadata.labels && oldObject.metadata.labels['tekton.dev/pipeline'] in [" + quotedPipelines() + "]",
+			Message:    "the pruner may delete only runs of " + strings.Join(Pipelines, " and "),
 		},
 		{
 			Expression: "has(oldObject.status) && has(oldObject.status.conditions) && oldObject.status.conditions.exists(c, c.type == 'Succeeded' && c.status != 'Unknown')",
 			Message:    "the pruner may delete only finished runs",
 		},
 	})
-	p.CronJob = &batchv1.CronJob{
+	p.CronJob = ScriptCronJob(cfg, PruneName, sa, cfg.Prune.Schedule, "prune", scripts.Prune, []corev1.EnvVar{
+		{Name: "PIPELINES", Value: strings.Join(Pipelines, " ")},
+		{Name: "KEEP_SUCCEEDED", Value: fmt.Sprint(cfg.Prune.KeepSucceeded)},
+		{Name: "KEEP_FAILED", Value: fmt.Sprint(cfg.Prune.KeepFailed)},
+	})
+	return p
+}
+
+// ScriptCronJob is a CronJob of the build namespace named name that runs
+// script, in images.kubectl as ServiceAccount sa, in a container named
+// container, with env and NAMESPACE (the build namespace): non-root, no
+// capabilities, RuntimeDefault seccomp. A run still going when the next is
+// due is replaced: a pod stuck on a lost node must not hold up the next.
+func ScriptCronJob(cfg *config.Config, name, sa, schedule, container, script string, env []corev1.EnvVar) *batchv1.CronJob {
+	labels := map[string]string{"app.kubernetes.io/part-of": partOf}
+	env = append([]corev1.EnvVar{
+		{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+	}, env...)
+	// kubectl's cache; the image's root is not this user's.
+	env = append(env, corev1.EnvVar{Name: "HOME", Value: "/tmp"})
+	return &batchv1.CronJob{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "CronJob"},
-		ObjectMeta: meta(PruneName),
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: cfg.Example.Namespace, Labels: labels},
 		Spec: batchv1.CronJobSpec{
-			Schedule:                   cfg.Prune.Schedule,
-			ConcurrencyPolicy:          batchv1.ForbidConcurrent,
+			Schedule:                   schedule,
+			ConcurrencyPolicy:          batchv1.ReplaceConcurrent,
 			SuccessfulJobsHistoryLimit: ptr(int32(1)),
 			FailedJobsHistoryLimit:     ptr(int32(1)),
 			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
 				BackoffLimit: ptr(int32(1)),
 				Template: corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app.kubernetes.io/name": PruneName, "app.kubernetes.io/part-of": partOf}},
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": partOf}},
 					Spec: corev1.PodSpec{
 						ServiceAccountName: sa,
 						RestartPolicy:      corev1.RestartPolicyNever,
@@ -94,17 +120,10 @@ func NewPruner(cfg *config.Config) *Pruner {
 							SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 						},
 						Containers: []corev1.Container{{
-							Name:    "prune",
+							Name:    container,
 							Image:   cfg.Images.Kubectl,
-							Command: []string{"/bin/sh", "-c", scripts.Prune},
-							Env: []corev1.EnvVar{
-								{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-								{Name: "PIPELINES", Value: strings.Join(PrunedPipelines, " ")},
-								{Name: "KEEP_SUCCEEDED", Value: fmt.Sprint(cfg.Prune.KeepSucceeded)},
-								{Name: "KEEP_FAILED", Value: fmt.Sprint(cfg.Prune.KeepFailed)},
-								// kubectl's cache; the image's root is not this user's.
-								{Name: "HOME", Value: "/tmp"},
-							},
+							Command: []string{"/bin/sh", "-c", script},
+							Env:     env,
 							SecurityContext: &corev1.SecurityContext{
 								AllowPrivilegeEscalation: ptr(false),
 								ReadOnlyRootFilesystem:   ptr(false),
@@ -116,5 +135,4 @@ func NewPruner(cfg *config.Config) *Pruner {
 			}},
 		},
 	}
-	return p
 }

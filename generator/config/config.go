@@ -6,6 +6,7 @@ package config
 import (
 	"bytes"
 	_ "embed"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -27,6 +28,7 @@ type Config struct {
 	Cluster       Cluster        `json:"cluster"`
 	Triggers      Triggers       `json:"triggers"`
 	Prune         Prune          `json:"prune"`
+	NodeLoss      NodeLoss       `json:"nodeLoss"`
 	Example       Example        `json:"example"`
 	References    References     `json:"references"`
 	ArtifactHub   ArtifactHub    `json:"artifactHub"`
@@ -73,6 +75,24 @@ type Prune struct {
 	KeepFailed    int `json:"keepFailed"`
 	// ServiceAccount is the pruner's own identity.
 	ServiceAccount string `json:"serviceAccount"`
+}
+
+// NodeLoss is about runs whose pods sit on a lost node: a CronJob in the
+// build namespace (examples/cluster/node-loss.yaml) fails those pods, so the
+// runs end or their builds are retried, instead of waiting for the timeout.
+type NodeLoss struct {
+	Enabled bool `json:"enabled"`
+	// After is how long a node must have been Ready=Unknown before its
+	// pods are failed, as a Go duration ("2m").
+	After string `json:"after"`
+	// ServiceAccount is the watcher's own identity.
+	ServiceAccount string `json:"serviceAccount"`
+}
+
+// AfterSeconds is After in whole seconds; Load has validated it.
+func (n NodeLoss) AfterSeconds() int {
+	d, _ := time.ParseDuration(n.After)
+	return int(d / time.Second)
 }
 
 // Cluster is about the node-level prerequisites.

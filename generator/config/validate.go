@@ -189,6 +189,7 @@ func (c *Config) Validate() []FieldError {
 	}
 	errs = append(errs, validatePullRequests("triggers.pullRequests", c.Triggers.PullRequests)...)
 	errs = append(errs, validatePrune(c.Prune)...)
+	errs = append(errs, validateNodeLoss(c.NodeLoss)...)
 	if c.Triggers.IngressHost != "" {
 		for _, m := range validation.IsDNS1123Subdomain(c.Triggers.IngressHost) {
 			add("triggers.ingressHost", "%q: %s", c.Triggers.IngressHost, m)

@@ -55,3 +55,9 @@ var CancelSuperseded string
 //
 //go:embed prune.sh
 var Prune string
+
+// NodeLoss fails the pods of the catalog's runs that sit on a lost node, so
+// that their TaskRuns end or are retried.
+//
+//go:embed node-loss.sh
+var NodeLoss string

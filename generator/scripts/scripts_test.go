@@ -25,7 +25,7 @@ func TestShellcheck(t *testing.T) {
 
 func TestScriptsTakeNoTektonVariables(t *testing.T) {
 	for name, s := range map[string]string{"clone.sh": Clone, "build.sh": Build, "manifest.sh": Manifest, "load-node-profiles.sh": LoadNodeProfiles,
-		"sbom.sh": SBOM, "sbom-index.sh": SBOMIndex, "sbom-attach.sh": SBOMAttach, "cancel-superseded.sh": CancelSuperseded, "prune.sh": Prune} {
+		"sbom.sh": SBOM, "sbom-index.sh": SBOMIndex, "sbom-attach.sh": SBOMAttach, "cancel-superseded.sh": CancelSuperseded, "prune.sh": Prune, "node-loss.sh": NodeLoss} {
 		// The SBOM steps' debug images have busybox at /busybox and no /bin/sh.
 		if !strings.HasPrefix(s, "#!/bin/sh\n") && !(strings.HasPrefix(name, "sbom") && strings.HasPrefix(s, "#!/busybox/sh\n")) {
 			t.Errorf("%s: must start with #!/bin/sh (the images have no bash guarantee), or #!/busybox/sh for the SBOM steps", name)

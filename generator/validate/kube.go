@@ -148,9 +148,12 @@ func CheckKubernetes(objs []KubeObject) error {
 					errs = append(errs, field.Required(field.NewPath("rules").Index(i), "verbs and resources"))
 				}
 				// A cluster-wide grant is only for reading the objects it
-				// names: anything broader is a Role's job.
-				if len(r.ResourceNames) == 0 || !slices.Equal(r.Verbs, []string{"get"}) {
-					errs = append(errs, field.Invalid(field.NewPath("rules").Index(i), r.Verbs, "a generated ClusterRole may only get objects by name"))
+				// names, or a node whose name one knows (the node-loss
+				// watcher, from its pods: nodes have no namespace):
+				// anything broader is a Role's job.
+				nodes := slices.Equal(r.APIGroups, []string{""}) && slices.Equal(r.Resources, []string{"nodes"})
+				if (len(r.ResourceNames) == 0 && !nodes) || !slices.Equal(r.Verbs, []string{"get"}) {
+					errs = append(errs, field.Invalid(field.NewPath("rules").Index(i), r.Verbs, "a generated ClusterRole may only get objects by name, or get nodes"))
 				}
 			}
 		case *rbacv1.RoleBinding:
