@@ -23,6 +23,9 @@ import (
 type criClient struct {
 	conn *grpc.ClientConn
 	rt   cri.RuntimeServiceClient
+	// removed: removeAllSandboxes ran (a node restarted in a test
+	// registers it again, to run while its new containerd is up).
+	removed bool
 }
 
 func dialCRI(t testing.TB, socket string) *criClient {
@@ -48,6 +51,10 @@ func dialCRI(t testing.TB, socket string) *criClient {
 }
 
 func (c *criClient) removeAllSandboxes(t testing.TB) {
+	if c.removed {
+		return
+	}
+	c.removed = true
 	defer c.conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -8,13 +8,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // A fault breaks something a running build depends on, then puts it right,
@@ -213,19 +209,7 @@ type controllerRestart struct {
 
 func (c *controllerRestart) arm(t testing.TB, r *prRun) {
 	t.Helper()
-	c.s.waitFor(t, "every build pod of "+r.name+" running", 3*time.Minute, func(ctx context.Context) (bool, error) {
-		pods, err := c.s.kube.CoreV1().Pods(r.c.ns()).List(ctx, metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + r.name})
-		if err != nil {
-			return false, err
-		}
-		running := 0
-		for _, p := range pods.Items {
-			if strings.HasPrefix(p.Labels["tekton.dev/pipelineTask"], "build-") && p.Status.Phase == corev1.PodRunning {
-				running++
-			}
-		}
-		return running == 2, fmt.Errorf("%d build pods running", running)
-	})
+	c.s.waitBuildPodsRunning(t, r)
 	c.at = time.Now()
 	c.s.stopNow(t, c.s.tektonController)
 	t.Logf("Tekton controller stopped with the builds running; starting it again in %s", c.down)

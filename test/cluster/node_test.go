@@ -68,6 +68,9 @@ type realNode struct {
 	images     *realbuild.NodeImages
 	kubelet    *proc
 	starts     int // kubelet starts so far
+	containerd *proc
+	// containerdStarts counts containerd's starts (a lost node's comes back).
+	containerdStarts int
 	kubeletCfg string
 	// seccompDefault is the running kubelet's seccompDefault.
 	seccompDefault bool
@@ -211,9 +214,7 @@ func (s *stack) startRealNode(t testing.TB, images *realbuild.NodeImages) *realN
 
 	s.bridge(t)
 	s.writeContainerdConfig(t, n)
-	// containerd finds its shim, containerd-shim-runc-v2, on its PATH.
-	s.start(t, "containerd", []string{"PATH=" + s.bin + ":" + os.Getenv("PATH")},
-		filepath.Join(s.bin, "containerd"), "--config", filepath.Join(n.dir, "containerd.toml"))
+	s.startContainerd(n)
 	n.cri = dialCRI(t, n.socket)
 	// Registered after containerd's stop, so it runs before it: the
 	// kubelet (started below, stopped earlier still) must not recreate
@@ -411,6 +412,19 @@ func (s *stack) writeNodeKubeconfig(t testing.TB, n *realNode) {
 	}
 }
 
+// startContainerd starts the node's containerd; each start logs to a file
+// of its own (containerd.log, containerd-2.log, ...).
+func (s *stack) startContainerd(n *realNode) {
+	n.containerdStarts++
+	name := "containerd"
+	if n.containerdStarts > 1 {
+		name = fmt.Sprintf("containerd-%d", n.containerdStarts)
+	}
+	// containerd finds its shim, containerd-shim-runc-v2, on its PATH.
+	n.containerd = s.start(n.owner, name, []string{"PATH=" + s.bin + ":" + os.Getenv("PATH")},
+		filepath.Join(s.bin, "containerd"), "--config", filepath.Join(n.dir, "containerd.toml"))
+}
+
 // startKubelet starts the node's kubelet; each start logs to a file of its
 // own (kubelet.log, kubelet-2.log, ...).
 func (s *stack) startKubelet(n *realNode) *proc {
@@ -436,10 +450,15 @@ func (s *stack) restartKubelet(t testing.TB, n *realNode, seccompDefault bool) {
 	t.Helper()
 	s.stopNow(t, n.kubelet)
 	s.writeKubeletConfig(t, n, seccompDefault)
-	n.kubelet = s.startKubelet(n)
-	// The new kubelet must have reported itself: a Ready condition from
-	// before the restart says nothing.
 	since := time.Now()
+	n.kubelet = s.startKubelet(n)
+	s.waitKubeletBack(t, since)
+}
+
+// waitKubeletBack waits for a kubelet started at since to report the node
+// Ready: a Ready condition from before says nothing.
+func (s *stack) waitKubeletBack(t testing.TB, since time.Time) {
+	t.Helper()
 	s.waitFor(t, "node "+realNodeName+" Ready after the kubelet restart", 90*time.Second, func(ctx context.Context) (bool, error) {
 		node, err := s.kube.CoreV1().Nodes().Get(ctx, realNodeName, metav1.GetOptions{})
 		if err != nil {

@@ -161,6 +161,7 @@ func TestRealNode(t *testing.T) {
 	t.Run("sbom", func(t *testing.T) { s.realSBOM(t, c, n, w) })
 	t.Run("faults", func(t *testing.T) { s.realFaults(t, c, n, w) })
 	t.Run("oom", func(t *testing.T) { s.realOOM(t, n, w) })
+	t.Run("node-loss", func(t *testing.T) { s.realNodeLoss(t, n, w) })
 	t.Run("start-follow-logs", func(t *testing.T) { s.startFollowOnRealNode(t, w) })
 	t.Run("build-only", func(t *testing.T) { s.realBuildOnly(t, c, n, w) })
 	t.Run("fuse-overlayfs", func(t *testing.T) {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,25 +19,7 @@ import (
 // that exit code.
 func (s *stack) runForPod(t testing.TB, pod *corev1.Pod, ctr *corev1.Container, script string) (string, int) {
 	t.Helper()
-	env := []string{
-		"PATH=" + s.bin + ":" + os.Getenv("PATH"),
-		"KUBECONFIG=" + s.tokenKubeconfig(t, pod.Namespace, pod.Spec.ServiceAccountName),
-		"HOME=" + t.TempDir(),
-	}
-	for _, e := range ctr.Env {
-		switch {
-		case e.Name == "HOME":
-		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
-			env = append(env, e.Name+"="+pod.Namespace)
-		case e.ValueFrom == nil:
-			env = append(env, e.Name+"="+e.Value)
-		default:
-			t.Fatalf("env %s: a source the test cannot stand in for", e.Name)
-		}
-	}
-	cmd := exec.Command("nsenter", "--net="+s.nsPath, "--", "sh", "-c", script)
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
+	out, err := s.runAs(t, pod.Namespace, s.tokenKubeconfig(t, pod.Namespace, pod.Spec.ServiceAccountName), ctr, script)
 	code := 0
 	if err != nil {
 		code = 1
@@ -44,7 +27,34 @@ func (s *stack) runForPod(t testing.TB, pod *corev1.Pod, ctr *corev1.Container, 
 	}
 	t.Logf("pod %s, container %s:\n%s", pod.Name, ctr.Name, out)
 	(&prRun{s: s}).finish(t, pod, map[string]stepOutcome{ctr.Name: {exitCode: code}})
-	return string(out), code
+	return out, code
+}
+
+// runAs runs script with container ctr's environment (of a pod in namespace
+// ns) and kubeconfig (a ServiceAccount's, from tokenKubeconfig), returning
+// its output.
+func (s *stack) runAs(t testing.TB, ns, kubeconfig string, ctr *corev1.Container, script string) (string, error) {
+	t.Helper()
+	env := []string{
+		"PATH=" + s.bin + ":" + os.Getenv("PATH"),
+		"KUBECONFIG=" + kubeconfig,
+		"HOME=" + t.TempDir(),
+	}
+	for _, e := range ctr.Env {
+		switch {
+		case e.Name == "HOME":
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+			env = append(env, e.Name+"="+ns)
+		case e.ValueFrom == nil:
+			env = append(env, e.Name+"="+e.Value)
+		default:
+			return "", fmt.Errorf("env %s: a source the test cannot stand in for", e.Name)
+		}
+	}
+	cmd := exec.Command("nsenter", "--net="+s.nsPath, "--", "sh", "-c", script)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // kubectlAs runs kubectl in namespace ns with kubeconfig (a ServiceAccount's,
