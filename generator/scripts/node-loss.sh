@@ -21,7 +21,7 @@
 #
 # Needs kubectl with get on nodes, and list on pods and patch on pods/status
 # in NAMESPACE (in a pod, its ServiceAccount's; here, any kubeconfig kubectl
-# finds), date, cut, sort, tr, wc.
+# finds), date, cut, grep, sort, tr, wc.
 set -eu
 
 die() {
@@ -68,11 +68,19 @@ pods=$(kubectl get pods -n "$NAMESPACE" -l "$selector" --field-selector=status.p
 
 # Each of their nodes once, as node|arch|since|seconds|reason when lost.
 lost=$(mktemp)
-trap 'rm -f "$lost"' EXIT
+trap 'rm -f "$lost" "$lost.err"' EXIT
 for node in $(printf '%s\n' "$pods" | cut -d'|' -f2 | sort -u); do
-	line=$(kubectl get node "$node" \
-		-o jsonpath='{.metadata.labels.kubernetes\.io/arch}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.conditions[?(@.type=="Ready")].lastTransitionTime}{"|"}{.status.conditions[?(@.type=="Ready")].reason}') ||
+	if ! line=$(kubectl get node "$node" 2>"$lost.err" \
+		-o jsonpath='{.metadata.labels.kubernetes\.io/arch}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.conditions[?(@.type=="Ready")].lastTransitionTime}{"|"}{.status.conditions[?(@.type=="Ready")].reason}'); then
+		# A deleted node's pods are the pod garbage collector's: it deletes
+		# them, and Tekton makes the TaskRun a new pod.
+		if grep -q NotFound "$lost.err"; then
+			echo "node $node is gone (deleted): its pods are left to Kubernetes' pod garbage collector"
+			continue
+		fi
+		cat "$lost.err" >&2
 		die "cannot get node $node (the ServiceAccount needs get on nodes, a ClusterRole)"
+	fi
 	IFS='|' read -r arch ready since reason <<LINE
 $line
 LINE
