@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,7 +74,7 @@ func (s *stack) realNodeLoss(t *testing.T, n *realNode, w *nodeWorld) {
 			r, watch := s.startOnRealNode(t, c, n, w, tag, map[string]string{"ALLOW_EMULATION": "true", "DOCKERFILE": "Dockerfile.cpu"}, nil)
 			s.waitBuildPodsRunning(t, r)
 			lost := time.Now()
-			s.powerOff(t, n, c.ns())
+			killed := s.powerOff(t, n, c.ns())
 			powered := false
 			defer func() {
 				if !powered {
@@ -82,6 +83,12 @@ func (s *stack) realNodeLoss(t *testing.T, n *realNode, w *nodeWorld) {
 			}()
 			watcher := s.startNodeLossWatcher(t, c)
 			defer watcher.stop()
+			// Both builds must have been cut off mid-build, not after.
+			for _, task := range []string{"build-amd64", "build-arm64"} {
+				if !slices.Contains(killed[task], "step-build") {
+					t.Fatalf("%s's step-build was not running when the node was lost (running: %v): the build ended first", task, killed[task])
+				}
+			}
 
 			if row.retries > 0 {
 				// The node comes back once each build's first attempt failed:
@@ -214,16 +221,23 @@ func (s *stack) waitBuildPodsRunning(t testing.TB, r *prRun) {
 	})
 }
 
-// powerOff loses the real node as a power cut would: its kubelet and
-// containerd stop, and every process of the pods of namespace ns dies.
-func (s *stack) powerOff(t testing.TB, n *realNode, ns string) {
+// powerOff loses the real node as a power cut would: its kubelet stops,
+// every process of the pods of namespace ns dies, containerd stops. It
+// returns the containers that were running, by pipeline task.
+func (s *stack) powerOff(t testing.TB, n *realNode, ns string) map[string][]string {
 	t.Helper()
 	ctrs, err := n.cri.running(context.Background(), ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pods := map[string]string{} // pod cgroup directory -> pod
+	running := map[string][]string{}
 	for _, c := range ctrs {
+		task := c.pod
+		if p, err := s.kube.CoreV1().Pods(ns).Get(context.Background(), c.pod, metav1.GetOptions{}); err == nil {
+			task = p.Labels["tekton.dev/pipelineTask"]
+		}
+		running[task] = append(running[task], c.name)
 		dir, err := podCgroup(c.pid)
 		if err != nil {
 			t.Fatalf("pod %s, container %s: %v", c.pod, c.name, err)
@@ -233,14 +247,17 @@ func (s *stack) powerOff(t testing.TB, n *realNode, ns string) {
 	if len(pods) == 0 {
 		t.Fatalf("no running container of namespace %s to lose", ns)
 	}
+	// The kubelet first, so that no word of the pods' end reaches the API
+	// server; then the pods, before they can finish; then containerd.
 	s.stopNow(t, n.kubelet)
-	s.stopNow(t, n.containerd)
 	for dir, pod := range pods {
 		if err := killCgroup(dir); err != nil {
 			t.Fatalf("killing pod %s (%s): %v", pod, dir, err)
 		}
 	}
-	t.Logf("node %s powered off: kubelet and containerd stopped, %d pods killed", realNodeName, len(pods))
+	s.stopNow(t, n.containerd)
+	t.Logf("node %s powered off: kubelet and containerd stopped, %d pods killed (running containers: %v)", realNodeName, len(pods), running)
+	return running
 }
 
 // powerOn starts the real node's containerd and kubelet again and waits
