@@ -752,9 +752,8 @@ func (s *stack) withoutTaskRunSpecs(t testing.TB, c catalog) {
 	}))
 	defer func() {
 		for _, r := range []*prRun{pinned, free} {
-			patch := []byte(`{"spec":{"status":"Cancelled"}}`)
-			if _, err := s.tekton.TektonV1().PipelineRuns(c.ns()).Patch(ctx, r.name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-				t.Errorf("cancel %s: %v", r.name, err)
+			if err := s.cancelRun(ctx, c.ns(), r.name); err != nil {
+				t.Error(err)
 			}
 		}
 	}()
@@ -815,9 +814,8 @@ func (s *stack) fuseScheduling(t testing.TB, committed catalog) {
 	free := s.create(t, committed, "examples/pipelinerun.yaml")
 	t.Cleanup(func() {
 		for _, r := range []*prRun{needs, free} {
-			patch := []byte(`{"spec":{"status":"Cancelled"}}`)
-			if _, err := s.tekton.TektonV1().PipelineRuns(r.c.ns()).Patch(ctx, r.name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-				t.Errorf("cancel %s: %v", r.name, err)
+			if err := s.cancelRun(ctx, r.c.ns(), r.name); err != nil {
+				t.Error(err)
 			}
 		}
 	})

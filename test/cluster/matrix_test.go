@@ -13,7 +13,6 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"knative.dev/pkg/apis"
 
 	"github.com/tekton-multiarch/tekton-multiarch/generator/tasks"
@@ -193,8 +192,7 @@ spec:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		patch := []byte(`{"spec":{"status":"Cancelled"}}`)
-		s.tekton.TektonV1().PipelineRuns(c.ns()).Patch(context.Background(), got.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		_ = s.cancelRun(context.Background(), c.ns(), got.Name)
 	})
 	return &prRun{s: s, c: c, name: got.Name}
 }

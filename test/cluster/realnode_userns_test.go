@@ -288,9 +288,8 @@ func (s *stack) testUsernsUnsupported(t *testing.T, c catalog, n *realNode, w *n
 	r, watch := s.startOnRealNode(t, c, n, w, "userns-unsupported", nil, map[string]any{"runtimeClassName": debianRuncHandler})
 	watch.stop()
 	t.Cleanup(func() {
-		patch := []byte(`{"spec":{"status":"Cancelled"}}`)
-		if _, err := s.tekton.TektonV1().PipelineRuns(c.ns()).Patch(context.Background(), r.name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-			t.Errorf("cancelling %s: %v", r.name, err)
+		if err := s.cancelRun(context.Background(), c.ns(), r.name); err != nil {
+			t.Error(err)
 		}
 	})
 	want := fmt.Sprintf("can't set `spec.hostUsers: false`, RuntimeClass handler %q does not support user namespaces", debianRuncHandler)
