@@ -42,7 +42,9 @@ type NodeLossWatcher struct {
 }
 
 // NodeLossClusterName is the cluster-scoped objects' name, namespaced by name.
-func NodeLossClusterName(cfg *config.Config) string { return NodeLossName + "-" + cfg.Example.Namespace }
+func NodeLossClusterName(cfg *config.Config) string {
+	return NodeLossName + "-" + cfg.Example.Namespace
+}
 
 // NewNodeLossWatcher builds the watcher for cfg; nil unless nodeLoss.enabled.
 func NewNodeLossWatcher(cfg *config.Config) *NodeLossWatcher {

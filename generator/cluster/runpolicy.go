@@ -27,10 +27,10 @@ func ServiceAccountPolicy(name, ns, sa, who string, rule admissionv1.RuleWithOpe
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
 		Spec: admissionv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: &fail,
+			FailurePolicy:    &fail,
 			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: rule}}},
-			MatchConditions: []admissionv1.MatchCondition{{Name: who, Expression: fmt.Sprintf("request.userInfo.username == 'system:serviceaccount:%s:%s'", ns, sa)}},
-			Validations:     validations,
+			MatchConditions:  []admissionv1.MatchCondition{{Name: who, Expression: fmt.Sprintf("request.userInfo.username == 'system:serviceaccount:%s:%s'", ns, sa)}},
+			Validations:      validations,
 		},
 	}
 	binding := &admissionv1.ValidatingAdmissionPolicyBinding{

@@ -30,7 +30,7 @@ func TestNodeLoss(t *testing.T) {
 	now := time.Now().UTC()
 	ago := func(d time.Duration) string { return now.Add(-d).Format(time.RFC3339) }
 	nodes := map[string]string{
-		"pi-1":  "arm64|Unknown|" + ago(5*time.Minute) + "|NodeStatusUnknown", // lost
+		"pi-1":  "arm64|Unknown|" + ago(5*time.Minute) + "|NodeStatusUnknown",  // lost
 		"pi-2":  "arm64|Unknown|" + ago(20*time.Second) + "|NodeStatusUnknown", // not for long enough
 		"x86-1": "amd64|True|" + ago(time.Hour) + "|KubeletReady",
 		"x86-2": "amd64|False|" + ago(time.Hour) + "|KubeletNotReady", // its kubelet talks

@@ -71,7 +71,7 @@ type realNode struct {
 	containerd *proc
 	// containerdStarts counts containerd's starts (a lost node's comes back).
 	containerdStarts int
-	kubeletCfg string
+	kubeletCfg       string
 	// seccompDefault is the running kubelet's seccompDefault.
 	seccompDefault bool
 	cri            *criClient
