@@ -76,7 +76,7 @@ func NewNodeLossWatcher(cfg *config.Config) *NodeLossWatcher {
 			ObjectMeta: meta(NodeLossName, ns),
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
-				{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"patch"}},
+				{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"get", "patch"}},
 			},
 		},
 		RoleBinding: &rbacv1.RoleBinding{

@@ -19,7 +19,7 @@
 #   AFTER       seconds a node must have been Ready=Unknown before its pods
 #               are failed (rides out a short network blip)
 #
-# Needs kubectl with get on nodes, and list on pods and patch on pods/status
+# Needs kubectl with get on nodes, and list on pods and get and patch on pods/status
 # in NAMESPACE (in a pod, its ServiceAccount's; here, any kubeconfig kubectl
 # finds), date, cut, grep, sort, tr, wc.
 set -eu
@@ -106,7 +106,7 @@ while IFS='|' read -r pod node taskrun; do
 	msg="node $node ($arch) was lost: Ready=Unknown${reason:+ ($reason)} since $since, ${gone}s; the pod was failed so that TaskRun $taskrun ends, and is retried on a node of $arch if it has retries left"
 	kubectl patch pod -n "$NAMESPACE" "$pod" --subresource=status --type=merge \
 		-p "{\"status\":{\"phase\":\"Failed\",\"reason\":\"NodeLost\",\"message\":\"$msg\"}}" >/dev/null ||
-		die "cannot fail pod $pod (the ServiceAccount needs patch on pods/status in $NAMESPACE)"
+		die "cannot fail pod $pod (the ServiceAccount needs get and patch on pods/status in $NAMESPACE)"
 	echo "failed pod $pod: $msg"
 	failed=$((failed + 1))
 done <<PODS
