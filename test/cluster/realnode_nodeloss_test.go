@@ -265,6 +265,9 @@ func (s *stack) powerOff(t testing.TB, n *realNode, ns string) map[string][]stri
 func (s *stack) powerOn(t testing.TB, n *realNode) {
 	t.Helper()
 	s.startContainerd(n)
+	// A new client, which waits for the new containerd to answer.
+	n.cri.conn.Close()
+	n.cri = dialCRI(t, n.socket)
 	// The node's sandboxes are removed at its end while this containerd
 	// runs: registered after its stop, so it runs before it.
 	n.owner.Cleanup(func() { n.cri.removeAllSandboxes(n.owner) })
