@@ -17,6 +17,7 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"knative.dev/pkg/apis"
 
 	gencatalog "github.com/tekton-multiarch/tekton-multiarch/generator/catalog"
@@ -243,12 +244,24 @@ func (s *stack) powerOff(t testing.TB, n *realNode, ns string) map[string][]stri
 	if len(pods) == 0 {
 		t.Fatalf("no running container of namespace %s to lose", ns)
 	}
+	sbs, err := n.cri.rt.ListPodSandbox(context.Background(), &cri.ListPodSandboxRequest{Filter: &cri.PodSandboxFilter{
+		LabelSelector: map[string]string{"io.kubernetes.pod.namespace": ns},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// The kubelet first, so that no word of the pods' end reaches the API
-	// server; then the pods, before they can finish; then containerd.
+	// server; then the pods, before they can finish, and their shims (one
+	// per sandbox), which a power cut takes too; then containerd.
 	s.stopNow(t, n.kubelet)
 	for dir, pod := range pods {
 		if err := killCgroup(dir); err != nil {
 			t.Fatalf("killing pod %s (%s): %v", pod, dir, err)
+		}
+	}
+	for _, sb := range sbs.Items {
+		if err := killShim(sb.Id); err != nil {
+			t.Fatal(err)
 		}
 	}
 	s.stopNow(t, n.containerd)
@@ -342,6 +355,29 @@ func killCgroup(dir string) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// killShim SIGKILLs the containerd shim of sandbox id, if it runs.
+func killShim(id string) error {
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		return err
+	}
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone
+		}
+		args := strings.Split(string(b), "\x00")
+		if !strings.Contains(args[0], "containerd-shim") || !slices.Contains(args, id) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("killing the shim of sandbox %s (pid %d): %v", id, pid, err)
+		}
+	}
+	return nil
 }
 
 // nodeLossWatcher stands in for the CronJob of examples/cluster/node-loss.yaml,
