@@ -97,12 +97,7 @@ func (s *stack) realFaults(t *testing.T, c catalog, n *realNode, w *nodeWorld) {
 				if seed == "" {
 					t.Fatal("no succeeding row pushed an index to put under this row's tag")
 				}
-				if _, err := realbuild.Skopeo(ctx, "copy", "--all", "--src-tls-verify=false", "--dest-tls-verify=false",
-					"docker://"+w.image(seed), "docker://"+w.image(tag)); err != nil {
-					t.Fatal(err)
-				}
-				before = indexDigest(t, w.image(tag))
-				t.Logf("%s holds %s before the run", w.image(tag), before)
+				before = seedTag(t, w, seed, tag)
 			}
 			f := row.fault(front, tag)
 			r, watch := s.startOnRealNode(t, c, n, w, tag, map[string]string{"ALLOW_EMULATION": "true", "IMAGE": image(front, tag)}, nil)
@@ -215,6 +210,19 @@ func (s *stack) checkOnePodPerTask(t testing.TB, r *prRun, trs map[string]*v1.Ta
 		}
 	}
 	t.Logf("pods per task: %v", per)
+}
+
+// seedTag copies what tag seed holds (an index a succeeding run pushed) to
+// tag, and returns its digest: what a failing run must leave there.
+func seedTag(t testing.TB, w *nodeWorld, seed, tag string) string {
+	t.Helper()
+	if _, err := realbuild.Skopeo(context.Background(), "copy", "--all", "--src-tls-verify=false", "--dest-tls-verify=false",
+		"docker://"+w.image(seed), "docker://"+w.image(tag)); err != nil {
+		t.Fatal(err)
+	}
+	before := indexDigest(t, w.image(tag))
+	t.Logf("%s holds %s before the run", w.image(tag), before)
+	return before
 }
 
 // indexDigest is the digest of what ref holds, as the registry serves it.

@@ -22,7 +22,6 @@ import (
 
 	gencatalog "github.com/tekton-multiarch/tekton-multiarch/generator/catalog"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/cluster"
-	"github.com/tekton-multiarch/tekton-multiarch/test/realbuild"
 )
 
 // nodeLossAfter is nodeLoss.after in the node-loss tests: the least the
@@ -65,11 +64,7 @@ func (s *stack) realNodeLoss(t *testing.T, n *realNode, w *nodeWorld) {
 				if seed == "" {
 					t.Fatal("the retried row pushed no index to put under this row's tag")
 				}
-				if _, err := realbuild.Skopeo(ctx, "copy", "--all", "--src-tls-verify=false", "--dest-tls-verify=false",
-					"docker://"+w.image(seed), "docker://"+w.image(tag)); err != nil {
-					t.Fatal(err)
-				}
-				before = indexDigest(t, w.image(tag))
+				before = seedTag(t, w, seed, tag)
 			}
 
 			r, watch := s.startOnRealNode(t, c, n, w, tag, map[string]string{"ALLOW_EMULATION": "true", "DOCKERFILE": "Dockerfile.cpu"}, nil)
