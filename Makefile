@@ -37,8 +37,7 @@ unit:
 ## nodes (TestCluster) and on a real kubelet + containerd node (TestRealNode) (as root;
 ## builds its binaries and images into $(CACHE) first: about 20 minutes cold, then cached)
 e2e-cluster:
-	test/cluster/build-tools.sh >/dev/null
-	test/cluster/build-images.sh >/dev/null
+	test/cluster/build-all.sh
 	$(GO) test -count=1 -v -timeout 45m ./test/cluster/
 
 ## test: everything CI runs
@@ -58,8 +57,7 @@ bench:
 	@awk '/^BenchmarkRenderOrdered/{o+=$$3;no++} /^BenchmarkRenderSigsYAML/{s+=$$3;ns++} \
 		END{printf "render: ordered %.2f ms/op, sigs.k8s.io/yaml %.2f ms/op, ratio ordered/sigs = %.2f\n", o/no/1e6, s/ns/1e6, (o/no)/(s/ns)}' /tmp/tekton-multiarch-bench-generate.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkTwoArch|BenchmarkLayerCache' -benchtime 1x -timeout 40m ./test/realbuild/
-	test/cluster/build-tools.sh >/dev/null
-	test/cluster/build-images.sh >/dev/null
+	test/cluster/build-all.sh
 	$(GO) test -run '^$$' -bench 'BenchmarkStorageModes' -benchtime 1x -timeout 90m ./test/cluster/ -storage-rounds=$(BENCH_ROUNDS)
 	$(GO) test -run '^$$' -bench 'BenchmarkSBOM' -benchtime 1x -timeout 60m ./test/cluster/ -sbom-rounds=$(BENCH_ROUNDS)
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 60m ./test/cluster/ -load-rounds=$(BENCH_ROUNDS)
@@ -68,6 +66,5 @@ bench:
 ## bench-emulation: on the real node, a CPU-bound RUN step native against emulated (as root;
 ## CI runs it too, so every CI log has the ratio)
 bench-emulation:
-	test/cluster/build-tools.sh >/dev/null
-	test/cluster/build-images.sh >/dev/null
+	test/cluster/build-all.sh
 	$(GO) test -run '^$$' -bench 'BenchmarkEmulation' -benchtime 1x -timeout 45m ./test/cluster/
