@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -229,11 +230,16 @@ func (s *stack) powerOff(t testing.TB, n *realNode, ns string) map[string][]stri
 		if p, err := s.kube.CoreV1().Pods(ns).Get(context.Background(), c.pod, metav1.GetOptions{}); err == nil {
 			task = p.Labels["tekton.dev/pipelineTask"]
 		}
-		running[task] = append(running[task], c.name)
 		dir, err := podCgroup(c.pid)
+		if errors.Is(err, fs.ErrNotExist) {
+			// The container ended since it was listed (a step as short as
+			// the clone): its pod's cgroup comes from its other containers.
+			continue
+		}
 		if err != nil {
 			t.Fatalf("pod %s, container %s: %v", c.pod, c.name, err)
 		}
+		running[task] = append(running[task], c.name)
 		pods[dir] = c.pod
 	}
 	if len(pods) == 0 {
