@@ -49,8 +49,10 @@ test: lint check-generated
 ## (the kernel's overlay, fuse-overlayfs, vfs) on the real node, BENCH_ROUNDS builds of
 ## each Dockerfile in each mode; the SBOM's cost (SBOM off against on, BENCH_ROUNDS
 ## builds of each); 50 concurrent runs on 40 kwok nodes pinned by the arch policy
-## against taskRunSpecs (BENCH_ROUNDS rounds of each) (as root; builds the cluster binaries and images first, as
-## e2e-cluster does). CI runs bench-emulation only.
+## against taskRunSpecs (BENCH_ROUNDS rounds of each); where a build pod's time goes, phase by phase,
+## for the buildah-build TaskRun against the same buildah bud + push in a bare pod (unprivileged as
+## our step, and privileged), and for the two-arch Pipeline (BENCH_ROUNDS rounds) (as root; builds
+## the cluster binaries and images first, as e2e-cluster does). CI runs bench-emulation only.
 BENCH_ROUNDS ?= 3
 bench:
 	$(GO) test ./generator/catalog -run '^$$' -bench . -benchtime 50x -count 3 | tee /tmp/tekton-multiarch-bench-generate.txt
@@ -61,6 +63,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkStorageModes' -benchtime 1x -timeout 90m ./test/cluster/ -storage-rounds=$(BENCH_ROUNDS)
 	$(GO) test -run '^$$' -bench 'BenchmarkSBOM' -benchtime 1x -timeout 60m ./test/cluster/ -sbom-rounds=$(BENCH_ROUNDS)
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 60m ./test/cluster/ -load-rounds=$(BENCH_ROUNDS)
+	$(GO) test -run '^$$' -bench 'BenchmarkPhases' -benchtime 1x -timeout 90m ./test/cluster/ -phase-rounds=$(BENCH_ROUNDS)
 	$(MAKE) bench-emulation
 
 ## bench-emulation: on the real node, a CPU-bound RUN step native against emulated (as root;

@@ -310,6 +310,7 @@ done
 digest=$(cat "$work/digest")
 
 # Read the index back from the registry, by digest, and check it again.
+echo "reading back $repo@$digest from the registry"
 pushed=$list-pushed
 bah manifest create --tls-verify="$TLS_VERIFY" --all "$pushed" "docker://$repo@$digest" >/dev/null ||
 	die "cannot read the pushed index $repo@$digest back from the registry"

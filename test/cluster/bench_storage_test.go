@@ -141,15 +141,22 @@ func BenchmarkStorageModes(b *testing.B) {
 // Dockerfiles (realbuild's BenchIODockerfile, BenchBigBaseDockerfile,
 // BenchCPUDockerfile) in a git repository, and their FROM bases (the
 // busybox base and a distribution-sized one) in the node's registry.
-type benchWorld struct{ busybox, big, repo string }
+type benchWorld struct {
+	busybox, big, repo string
+	node               *realNode
+}
 
 // startBenchWorld starts the stack with the real node and makes the bench
 // repository name.
 func startBenchWorld(b *testing.B, name string) (*stack, *nodeWorld, benchWorld) {
+	return startBenchWorldWith(b, name, stackOptions{})
+}
+
+func startBenchWorldWith(b *testing.B, name string, opts stackOptions) (*stack, *nodeWorld, benchWorld) {
 	p := &realNodeProvider{}
-	s := startStack(b, kwokNodes{}, p)
+	s := startStackWith(b, opts, kwokNodes{}, p)
 	w := s.startNodeWorld(b)
-	bw := benchWorld{busybox: w.registry + "/base/busybox:1.35", big: w.registry + "/base/big:1", repo: w.gitURL(name + ".git")}
+	bw := benchWorld{busybox: w.registry + "/base/busybox:1.35", big: w.registry + "/base/big:1", repo: w.gitURL(name + ".git"), node: p.node}
 	realbuild.PushBusyboxBase(b, bw.busybox)
 	realbuild.PushBigBase(b, bw.busybox, bw.big)
 	realbuild.MakeGitRepo(b, w.gitBase, name, map[string]string{

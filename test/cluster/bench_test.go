@@ -92,6 +92,8 @@ type buildTiming struct {
 	// spans are each step's first and last log lines' times (the kubelet's,
 	// to the millisecond) and its log without them, by step name.
 	spans map[string]logSpan
+	// tl is the TaskRun's phases (taskRunTimeline).
+	tl timeline
 }
 
 type logSpan struct {
@@ -157,6 +159,7 @@ func (s *stack) timedBuild(tb testing.TB, c catalog, w *nodeWorld, name string, 
 		tb.Fatalf("TaskRun %s: %v\n%s", tr.Name, err, bt.log)
 	}
 	bt.spans = map[string]logSpan{}
+	logs := map[string]string{}
 	for _, st := range done.Status.Steps {
 		if st.Name == "build" && st.Terminated != nil {
 			bt.step = st.Terminated.FinishedAt.Sub(st.Terminated.StartedAt.Time)
@@ -168,6 +171,14 @@ func (s *stack) timedBuild(tb testing.TB, c catalog, w *nodeWorld, name string, 
 		if sp, ok := spanOf(string(raw)); ok {
 			bt.spans[st.Name] = sp
 		}
+		logs[st.Container] = string(raw)
+	}
+	pod, err := s.kube.CoreV1().Pods(c.ns()).Get(ctx, done.Status.PodName, metav1.GetOptions{})
+	if err != nil {
+		tb.Fatalf("TaskRun %s: %v", tr.Name, err)
+	}
+	if bt.tl, err = taskRunTimeline(done, pod, logs); err != nil {
+		tb.Fatal(err)
 	}
 	for _, r := range done.Status.Results {
 		if r.Name == "IMAGE_DIGEST" {

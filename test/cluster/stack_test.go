@@ -136,6 +136,20 @@ func repoRoot(t testing.TB) string {
 // then each provider's nodes, and registers their shutdown.
 func startStack(t testing.TB, nodes ...nodeProvider) *stack {
 	t.Helper()
+	return startStackWith(t, stackOptions{}, nodes...)
+}
+
+// stackOptions are what a test may change of the control plane.
+type stackOptions struct {
+	// allowPrivileged starts kube-apiserver with --allow-privileged=true,
+	// for BenchmarkPhases' privileged reference build only: every other
+	// test's API server refuses privileged containers, as the catalog
+	// never asks for one.
+	allowPrivileged bool
+}
+
+func startStackWith(t testing.TB, opts stackOptions, nodes ...nodeProvider) *stack {
+	t.Helper()
 	bin := binDir(t)
 	requireHost(t)
 	s := &stack{bin: bin, repo: repoRoot(t), images: loadNodeImages(t), owner: t}
@@ -199,7 +213,8 @@ func startStack(t testing.TB, nodes ...nodeProvider) *stack {
 		// beta in 1.34 and 1.35, off unless asked for.
 		"--feature-gates=MutatingAdmissionPolicy=true",
 		"--runtime-config=admissionregistration.k8s.io/v1beta1=true",
-		"--profiling=false")
+		"--profiling=false",
+		fmt.Sprintf("--allow-privileged=%t", opts.allowPrivileged))
 
 	cfg := &rest.Config{
 		Host: apiServer,

@@ -270,7 +270,7 @@ func TestRealBuild(t *testing.T) {
 			{
 				name: "missing-dockerfile", req: build("DOCKERFILE", "./docker/Dockerfile.missing"), lastStep: "build",
 				want: []string{"error: DOCKERFILE './docker/Dockerfile.missing' does not exist in the repository at commit " + w.Fixture.Commit +
-					" (top level: Dockerfile Dockerfile.cpu Dockerfile.mem Dockerfile.run NOTES bin go.mod main.go )"},
+					" (top level: Dockerfile Dockerfile.cpu Dockerfile.io Dockerfile.mem Dockerfile.run NOTES bin go.mod main.go )"},
 			},
 			{
 				name: "cache-not-a-bool", req: build("CACHE", "yes"), lastStep: "build",

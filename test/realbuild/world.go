@@ -355,6 +355,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -379,6 +380,12 @@ func main() {
 			buf[i%len(buf)] = sum[0]
 		}
 		fmt.Printf("spin %d on %s: %d ms\n", n, runtime.GOARCH, time.Since(start).Milliseconds())
+		return
+	}
+	if len(os.Args) >= 3 && os.Args[1] == "io" {
+		if err := ioStep(os.Args[2:]); err != nil {
+			panic(err)
+		}
 		return
 	}
 	if len(os.Args) == 3 && os.Args[1] == "eat" {
@@ -414,6 +421,72 @@ func main() {
 	}
 	fmt.Println("hello from", runtime.GOARCH)
 }
+
+// ioStep is one step of the storage bench's io-heavy Dockerfile
+// (StorageDockerfile), for images without a shell: "small N" writes N small
+// files in /data/small, "big MIB" a file of MIB MiB of zeros, /data/big,
+// "append" appends to the f1* files and to the big file, "rm" removes the
+// f3* files.
+func ioStep(args []string) error {
+	n := 0
+	if len(args) == 2 {
+		var err error
+		if n, err = strconv.Atoi(args[1]); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll("/data/small", 0o755); err != nil {
+		return err
+	}
+	appendTo := func(path, s string) error {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return err
+		}
+		if _, err := f.WriteString(s); err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	switch args[0] {
+	case "small":
+		for i := 0; i < n; i++ {
+			if err := os.WriteFile(fmt.Sprintf("/data/small/f%d", i), []byte(fmt.Sprintf("file %d\n", i)), 0o644); err != nil {
+				return err
+			}
+		}
+	case "big":
+		f, err := os.Create("/data/big")
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, 1<<20)
+		for i := 0; i < n; i++ {
+			if _, err := f.Write(buf); err != nil {
+				return err
+			}
+		}
+		return f.Close()
+	case "append":
+		files, _ := filepath.Glob("/data/small/f1*")
+		for _, f := range files {
+			if err := appendTo(f, "more\n"); err != nil {
+				return err
+			}
+		}
+		return appendTo("/data/big", "tail\n")
+	case "rm":
+		files, _ := filepath.Glob("/data/small/f3*")
+		for _, f := range files {
+			if err := os.Remove(f); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("io %s: want small N, big MIB, append or rm", args[0])
+	}
+	return nil
+}
 `
 
 // FixtureDockerfile is the issue's Dockerfile: no RUN step, so it builds for
@@ -426,6 +499,14 @@ const FixtureRunDockerfile = "FROM scratch\nARG TARGETARCH\nCOPY bin/app-${TARGE
 
 // FixtureMemDockerfile has a RUN step that needs 512 MiB of memory.
 const FixtureMemDockerfile = "FROM scratch\nARG TARGETARCH\nCOPY bin/app-${TARGETARCH} /app\nRUN [\"/app\", \"eat\", \"512\"]\n"
+
+// FixtureIODockerfile is the storage bench's io-heavy Dockerfile
+// (BenchIODockerfile) FROM scratch, its RUN steps the fixture's io: it
+// builds for either architecture (emulated or not), so BenchmarkPhases'
+// two-arch runs build it.
+const FixtureIODockerfile = "FROM scratch\nARG TARGETARCH\nCOPY bin/app-${TARGETARCH} /app\n" +
+	"RUN [\"/app\", \"io\", \"small\", \"3000\"]\nRUN [\"/app\", \"io\", \"big\", \"200\"]\n" +
+	"RUN [\"/app\", \"io\", \"append\"]\nRUN [\"/app\", \"io\", \"rm\"]\n"
 
 // FixtureCPUDockerfile has a CPU-bound RUN step (see fixtureMain's spin),
 // for comparing a native build with an emulated one.
@@ -451,6 +532,7 @@ func MakeFixture(tb testing.TB, base string) *Fixture {
 	write("Dockerfile", FixtureDockerfile)
 	write("Dockerfile.run", FixtureRunDockerfile)
 	write("Dockerfile.cpu", FixtureCPUDockerfile)
+	write("Dockerfile.io", FixtureIODockerfile)
 	write("Dockerfile.mem", FixtureMemDockerfile)
 	// go test puts its own GOROOT/bin first on PATH.
 	goBin, err := exec.LookPath("go")

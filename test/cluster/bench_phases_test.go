@@ -1,0 +1,239 @@
+package cluster
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tekton-multiarch/tekton-multiarch/test/realbuild"
+)
+
+var phaseRounds = flag.Int("phase-rounds", 3, "BenchmarkPhases: rounds of each build")
+
+// BenchmarkPhases is where a build pod's time goes on the real node, and
+// how far it is from the same build without Tekton. In one run, rounds
+// interleaved (each round rotates the order):
+//
+//   - the buildah-build Task as a TaskRun (timedBuild), against the raw
+//     build: the same buildah image running buildah bud and push of the same
+//     Dockerfile in a bare pod on the same node, git-sync as its init
+//     container (rawbuild.sh), once as the catalog's build step runs
+//     (raw-unpriv: its security context, seccomp profile and resources) and
+//     once as root in a privileged container (raw-priv, a reference only);
+//     on the storage bench's io-heavy and cpu-heavy Dockerfiles
+//     (realbuild's, FROM the busybox base);
+//   - the two-arch Pipeline (amd64 native, arm64 under qemu on the one real
+//     node), against both raw builds (raw-unpriv) started at once, on the
+//     fixture's io-heavy and cpu-heavy Dockerfiles, which build for either.
+//
+// It prints the mean time of each phase (phases_test.go: the pod's start,
+// each step from the lines its script prints, each Dockerfile step, commit,
+// push, results) and the ratios TaskRun / raw-unpriv (whole and bud + push),
+// raw-unpriv / raw-priv, and Pipeline wall / slowest raw build.
+//
+//	go test -run '^$' -bench BenchmarkPhases -benchtime 1x ./test/cluster/ -phase-rounds=3
+func BenchmarkPhases(b *testing.B) {
+	realbuild.EnsureArm64Emulation(b)
+	s, w, bw := startBenchWorldWith(b, "bench-phases", stackOptions{allowPrivileged: true})
+	c := generateVariant(b, s.repo, realNodeConfig(b, s.images, "real-node-builds", ""))
+	s.install(b, c)
+	s.installNodeProfiles(b, c)
+	raw := s.newRawBuilder(b, c)
+	refs := []reference{raw.unprivileged(), raw.privileged()}
+
+	single := []struct{ name, short, file string }{
+		{"io-heavy", "io", "Dockerfile.io"},
+		{"cpu-heavy", "cpu", "Dockerfile.cpu"},
+	}
+	const taskRun = "TaskRun"
+	kinds := []string{taskRun, refs[0].name(), refs[1].name()}
+	tables := map[string]*phaseTable{}
+	pipeTables := map[string]*phaseTable{}
+	critical := map[string]*phaseTable{}
+	type walls struct{ pipeline, raw []time.Duration }
+	pipeWalls := map[string]*walls{}
+	for _, df := range single {
+		tables[df.name] = newPhaseTable(kinds...)
+		pipeTables[df.name] = newPhaseTable("build-amd64", "build-arm64", "manifest", "raw amd64", "raw arm64")
+		critical[df.name] = newPhaseTable("PipelineRun")
+		pipeWalls[df.name] = &walls{}
+	}
+	loadavg := func() string {
+		raw, _ := os.ReadFile("/proc/loadavg")
+		return strings.Join(strings.Fields(string(raw))[:3], " ")
+	}
+	loadStart := loadavg()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for round := 0; round < *phaseRounds; round++ {
+			for _, df := range single {
+				for j := range kinds {
+					kind := kinds[(j+round)%len(kinds)]
+					name := fmt.Sprintf("%s-%s-%d-%d", df.short, kind, i, round)
+					image := w.registry + "/bench/phases-" + strings.ToLower(kind) + ":" + df.short
+					var tl timeline
+					if kind == taskRun {
+						bt := s.timedBuild(b, c, w, name, map[string]string{
+							"GIT_URL": bw.repo, "DOCKERFILE": df.file, "IMAGE": image,
+						}, "BASE="+bw.busybox)
+						tl = bt.tl
+					} else {
+						ref := refs[0]
+						if kind == refs[1].name() {
+							ref = refs[1]
+						}
+						tl = raw.run(b, ref, name, rawSpec{
+							repo: bw.repo, dockerfile: df.file, image: image, platform: "linux/amd64", buildArg: "BASE=" + bw.busybox,
+						}).tl
+					}
+					tables[df.name].add(kind, tl)
+					fmt.Printf("  %-9s %-10s round %d: %6.2f s, bud %6.2f s, push %5.2f s\n",
+						df.name, kind, round+1, tl.total().Seconds(), tl.sum(budPhases...).Seconds(), tl.sum(pushPhases...).Seconds())
+				}
+
+				// The two-arch Pipeline and the two raw builds at once,
+				// alternating which goes first.
+				pipeline := func() {
+					tag := fmt.Sprintf("phases-%s-%d-%d", df.short, i, round)
+					r, _ := s.runOnRealNode(b, c, bw.node, w, tag, map[string]string{"ALLOW_EMULATION": "true", "DOCKERFILE": df.file})
+					pr, tls := s.runTimelines(b, r)
+					for _, task := range []string{"build-amd64", "build-arm64", "manifest"} {
+						pipeTables[df.name].add(task, tls[task])
+					}
+					crit, slowest := pipelineTimeline(pr, map[string]timeline{"build-amd64": tls["build-amd64"], "build-arm64": tls["build-arm64"]}, tls["manifest"])
+					critical[df.name].add("PipelineRun", crit)
+					pipeWalls[df.name].pipeline = append(pipeWalls[df.name].pipeline, crit.total())
+					fmt.Printf("  %-9s Pipeline   round %d: %6.2f s (slowest: %s %6.2f s, manifest %5.2f s)\n",
+						df.name, round+1, crit.total().Seconds(), slowest, tls[slowest].total().Seconds(), tls["manifest"].total().Seconds())
+					s.deleteRun(b, r)
+				}
+				rawPair := func() {
+					var specs []rawSpec
+					for _, arch := range []string{"amd64", "arm64"} {
+						specs = append(specs, rawSpec{
+							repo: w.fixture.URL, dockerfile: df.file, platform: "linux/" + arch,
+							image: fmt.Sprintf("%s/bench/phases-raw:%s-%s", w.registry, df.short, arch),
+						})
+					}
+					rbs := raw.runAll(b, refs[0], fmt.Sprintf("pair-%s-%d-%d", df.short, i, round), specs)
+					var wall time.Duration
+					for k, arch := range []string{"amd64", "arm64"} {
+						pipeTables[df.name].add("raw "+arch, rbs[k].tl)
+						wall = max(wall, rbs[k].tl.total())
+					}
+					pipeWalls[df.name].raw = append(pipeWalls[df.name].raw, wall)
+					fmt.Printf("  %-9s raw pair   round %d: %6.2f s (amd64 %6.2f s, arm64 %6.2f s)\n",
+						df.name, round+1, wall.Seconds(), rbs[0].tl.total().Seconds(), rbs[1].tl.total().Seconds())
+				}
+				if round%2 == 0 {
+					pipeline()
+					rawPair()
+				} else {
+					rawPair()
+					pipeline()
+				}
+			}
+		}
+	}
+	b.StopTimer()
+
+	fmt.Printf("\nphases on the real node (buildah %s), %d rounds; load average %s at the start, %s at the end\n",
+		s.images.Ref(b, "BUILDAH_VERSION"), *phaseRounds*b.N, loadStart, loadavg())
+	for _, df := range single {
+		t := tables[df.name]
+		fmt.Printf("\n  %s, one architecture (linux/amd64): the buildah-build TaskRun against the raw build\n%s", df.name, t)
+		tr, unpriv, priv := t.mean(taskRun), t.mean(kinds[1]), t.mean(kinds[2])
+		budPush := append(append([]string{}, budPhases...), pushPhases...)
+		trBP, unprivBP, privBP := t.meanOf(taskRun, budPush...), t.meanOf(kinds[1], budPush...), t.meanOf(kinds[2], budPush...)
+		fmt.Printf("    TaskRun / raw-unpriv: %.2fx whole (%.2f s / %.2f s), %.2fx bud + push (%.2f s / %.2f s)\n",
+			ratio(tr, unpriv), tr.Seconds(), unpriv.Seconds(), ratio(trBP, unprivBP), trBP.Seconds(), unprivBP.Seconds())
+		fmt.Printf("    raw-unpriv / raw-priv: %.2fx whole (%.2f s / %.2f s), %.2fx bud + push (%.2f s / %.2f s)\n",
+			ratio(unpriv, priv), unpriv.Seconds(), priv.Seconds(), ratio(unprivBP, privBP), unprivBP.Seconds(), privBP.Seconds())
+		b.ReportMetric(ratio(tr, unpriv), df.short+"-TaskRun/raw-unpriv")
+		b.ReportMetric(ratio(unpriv, priv), df.short+"-raw-unpriv/raw-priv")
+
+		pw := pipeWalls[df.name]
+		fmt.Printf("\n  %s, two architectures (amd64 native, arm64 under qemu): the Pipeline's TaskRuns and the raw builds started at once\n%s",
+			df.name, pipeTables[df.name])
+		fmt.Printf("    the Pipeline's critical path:\n%s", critical[df.name])
+		pipe, slowest := meanDuration(pw.pipeline), meanDuration(pw.raw)
+		fmt.Printf("    Pipeline wall / slowest raw build: %.2fx (%.2f s / %.2f s)\n", ratio(pipe, slowest), pipe.Seconds(), slowest.Seconds())
+		b.ReportMetric(ratio(pipe, slowest), df.short+"-Pipeline/slowest-raw")
+	}
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func meanDuration(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
+}
+
+// runTimelines reads the phases of a finished run's TaskRuns (by pipeline
+// task), from their pods and step logs, and the run.
+func (s *stack) runTimelines(tb testing.TB, r *prRun) (*v1.PipelineRun, map[string]timeline) {
+	tb.Helper()
+	ctx := context.Background()
+	pr, trs := s.succeededRealRun(tb, r)
+	out := map[string]timeline{}
+	for task, tr := range trs {
+		pod, err := s.kube.CoreV1().Pods(r.c.ns()).Get(ctx, tr.Status.PodName, metav1.GetOptions{})
+		if err != nil {
+			tb.Fatalf("%s: %v", task, err)
+		}
+		logs := map[string]string{}
+		for _, st := range tr.Status.Steps {
+			raw, err := s.kube.CoreV1().Pods(r.c.ns()).GetLogs(pod.Name, &corev1.PodLogOptions{Container: st.Container, Timestamps: true}).DoRaw(ctx)
+			if err != nil {
+				tb.Fatalf("%s: the %s step's log: %v", task, st.Name, err)
+			}
+			logs[st.Container] = string(raw)
+		}
+		tl, err := taskRunTimeline(tr, pod, logs)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[task] = tl
+	}
+	return pr, out
+}
+
+// deleteRun deletes a run and waits until its pods are gone, so that their
+// storage does not linger into the next build's measurement.
+func (s *stack) deleteRun(tb testing.TB, r *prRun) {
+	tb.Helper()
+	ctx := context.Background()
+	trs, err := r.taskRuns(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.tekton.TektonV1().PipelineRuns(r.c.ns()).Delete(ctx, r.name, metav1.DeleteOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	for _, tr := range trs {
+		s.waitFor(tb, "the pod of TaskRun "+tr.Name+" gone", 2*time.Minute, func(ctx context.Context) (bool, error) {
+			_, err := s.kube.CoreV1().Pods(r.c.ns()).Get(ctx, tr.Status.PodName, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), fmt.Errorf("pod %s still there (%v)", tr.Status.PodName, err)
+		})
+	}
+}
