@@ -78,7 +78,7 @@ func BenchmarkPhases(b *testing.B) {
 			for _, df := range single {
 				for j := range kinds {
 					kind := kinds[(j+round)%len(kinds)]
-					name := fmt.Sprintf("%s-%s-%d-%d", df.short, kind, i, round)
+					name := fmt.Sprintf("%s-%s-%d-%d", df.short, strings.ToLower(kind), i, round)
 					image := w.registry + "/bench/phases-" + strings.ToLower(kind) + ":" + df.short
 					var tl timeline
 					if kind == taskRun {

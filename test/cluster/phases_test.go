@@ -188,8 +188,32 @@ func podCondition(pod *corev1.Pod, typ corev1.PodConditionType) time.Time {
 func (tl *timeline) addPod(pod *corev1.Pod, init, start string) {
 	tl.add(pod.CreationTimestamp.Time, "pod: scheduling")
 	tl.add(podCondition(pod, corev1.PodScheduled), "pod: sandbox (pause container, network)")
-	tl.add(podCondition(pod, corev1.PodReadyToStartContainers), init)
+	tl.add(initStart(pod), init)
 	tl.add(podCondition(pod, corev1.PodInitialized), start)
+}
+
+// initStart is when the pod's first init container started. Not the
+// PodReadyToStartContainers condition: it turns False when a finished
+// pod's sandbox is removed, which the first measured runs showed. Without
+// init container statuses, the condition's time, if it still holds.
+func initStart(pod *corev1.Pod) time.Time {
+	var first time.Time
+	for _, cs := range pod.Status.InitContainerStatuses {
+		var at time.Time
+		switch {
+		case cs.State.Terminated != nil:
+			at = cs.State.Terminated.StartedAt.Time
+		case cs.State.Running != nil:
+			at = cs.State.Running.StartedAt.Time
+		}
+		if !at.IsZero() && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	if first.IsZero() {
+		return podCondition(pod, corev1.PodReadyToStartContainers)
+	}
+	return first
 }
 
 // stepStart is when Tekton's entrypoint started a step's command, to the

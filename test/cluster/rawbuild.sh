@@ -12,10 +12,10 @@
 #   DOCKERFILE  relative to the checkout
 #   BUILD_ARG   one KEY=VALUE for buildah bud --build-arg, or empty
 #   CHECKOUT    git-sync's link to the checkout (--root/--link)
-#   ULIMIT      "true": give buildah bud the current nofile limits. As root
-#               with CAP_SYS_ADMIN (a privileged container) buildah raises
-#               them to 1048576 for RUN steps, which fails where root lacks
-#               CAP_SYS_RESOURCE, as on the test's machines.
+#   ULIMIT      "true": give buildah bud the current nofile and nproc limits.
+#               As root with CAP_SYS_ADMIN (a privileged container) buildah
+#               raises them to 1048576 for RUN steps, which fails where root
+#               lacks CAP_SYS_RESOURCE, as on the test's machines.
 set -eu
 
 target=$(readlink "$CHECKOUT")
@@ -27,14 +27,14 @@ cd "$target"
 
 set -- --root /var/lib/containers/storage --storage-driver overlay --storage-opt overlay.mount_program=
 limits=
+limit() { sed -n "s/^$1  *\([0-9][0-9]*\)  *\([0-9][0-9]*\).*/\1:\2/p" /proc/self/limits; }
 if [ "${ULIMIT:-false}" = true ]; then
-	nofile=$(sed -n 's/^Max open files  *\([0-9][0-9]*\)  *\([0-9][0-9]*\).*/\1:\2/p' /proc/self/limits)
-	limits="--ulimit=nofile=$nofile"
+	limits="--ulimit=nofile=$(limit 'Max open files') --ulimit=nproc=$(limit 'Max processes')"
 fi
 digestfile=$(mktemp)
 
 echo "building $IMAGE for $PLATFORM (uid $(id -u), CapEff $(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status))"
-# shellcheck disable=SC2086 # $limits is one word or none
+# shellcheck disable=SC2086 # $limits is two words or none
 buildah "$@" bud --platform "$PLATFORM" --tls-verify=false --file "$DOCKERFILE" --tag "$IMAGE" \
 	${BUILD_ARG:+--build-arg "$BUILD_ARG"} $limits .
 echo "pushing $IMAGE"

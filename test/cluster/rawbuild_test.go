@@ -172,7 +172,7 @@ func (r *rawBuilder) start(tb testing.TB, ref reference, name string, spec rawSp
 				Name:  "clone",
 				Image: r.gitSync,
 				// The clone step's git-sync flags (clone.sh).
-				Args: []string{"--repo=" + spec.repo, "--ref=main", "--root=/source/repo", "--link=checkout", "--one-time", "--depth=1"},
+				Args:            []string{"--repo=" + spec.repo, "--ref=main", "--root=/source/repo", "--link=checkout", "--one-time", "--depth=1"},
 				SecurityContext: r.clone.SecurityContext.DeepCopy(),
 				VolumeMounts:    mounts,
 			}},

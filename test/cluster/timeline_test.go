@@ -250,3 +250,16 @@ func TestPipelineTimelineAndTable(t *testing.T) {
 		t.Errorf("the table marks no phase a kind lacks with -:\n%s", table)
 	}
 }
+
+// The init containers' phase starts with the first of them; a pod without
+// their statuses falls back to its PodReadyToStartContainers condition.
+func TestInitStart(t *testing.T) {
+	pod := testPod()
+	if got := initStart(pod); !got.Equal(at(2000)) {
+		t.Errorf("without init container statuses: %s, want the condition's %s", got, at(2000))
+	}
+	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{terminated("prepare", 2500, 3, ""), terminated("place-scripts", 1700, 2, "")}
+	if got := initStart(pod); !got.Equal(at(1000)) {
+		t.Errorf("with init container statuses: %s, want the first one's start %s", got, at(1000))
+	}
+}
