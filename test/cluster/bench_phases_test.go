@@ -4,14 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tekton-multiarch/tekton-multiarch/test/realbuild"
@@ -67,11 +64,7 @@ func BenchmarkPhases(b *testing.B) {
 		critical[df.name] = newPhaseTable("PipelineRun")
 		pipeWalls[df.name] = &walls{}
 	}
-	loadavg := func() string {
-		raw, _ := os.ReadFile("/proc/loadavg")
-		return strings.Join(strings.Fields(string(raw))[:3], " ")
-	}
-	loadStart := loadavg()
+	loadStart := loadAverage()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for round := 0; round < *phaseRounds; round++ {
@@ -147,7 +140,7 @@ func BenchmarkPhases(b *testing.B) {
 	b.StopTimer()
 
 	fmt.Printf("\nphases on the real node (buildah %s), %d rounds; load average %s at the start, %s at the end\n",
-		s.images.Ref(b, "BUILDAH_VERSION"), *phaseRounds*b.N, loadStart, loadavg())
+		s.images.Ref(b, "BUILDAH_VERSION"), *phaseRounds*b.N, loadStart, loadAverage())
 	for _, df := range single {
 		t := tables[df.name]
 		fmt.Printf("\n  %s, one architecture (linux/amd64): the buildah-build TaskRun against the raw build\n%s", df.name, t)
@@ -189,31 +182,14 @@ func meanDuration(ds []time.Duration) time.Duration {
 	return sum / time.Duration(len(ds))
 }
 
-// runTimelines reads the phases of a finished run's TaskRuns (by pipeline
-// task), from their pods and step logs, and the run.
+// runTimelines reads the phases of a finished run's TaskRuns, by pipeline
+// task, and the run.
 func (s *stack) runTimelines(tb testing.TB, r *prRun) (*v1.PipelineRun, map[string]timeline) {
 	tb.Helper()
-	ctx := context.Background()
 	pr, trs := s.succeededRealRun(tb, r)
 	out := map[string]timeline{}
 	for task, tr := range trs {
-		pod, err := s.kube.CoreV1().Pods(r.c.ns()).Get(ctx, tr.Status.PodName, metav1.GetOptions{})
-		if err != nil {
-			tb.Fatalf("%s: %v", task, err)
-		}
-		logs := map[string]string{}
-		for _, st := range tr.Status.Steps {
-			raw, err := s.kube.CoreV1().Pods(r.c.ns()).GetLogs(pod.Name, &corev1.PodLogOptions{Container: st.Container, Timestamps: true}).DoRaw(ctx)
-			if err != nil {
-				tb.Fatalf("%s: the %s step's log: %v", task, st.Name, err)
-			}
-			logs[st.Container] = string(raw)
-		}
-		tl, err := taskRunTimeline(tr, pod, logs)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		out[task] = tl
+		out[task], _ = s.taskRunPhases(tb, r.c.ns(), tr)
 	}
 	return pr, out
 }
@@ -231,9 +207,6 @@ func (s *stack) deleteRun(tb testing.TB, r *prRun) {
 		tb.Fatal(err)
 	}
 	for _, tr := range trs {
-		s.waitFor(tb, "the pod of TaskRun "+tr.Name+" gone", 2*time.Minute, func(ctx context.Context) (bool, error) {
-			_, err := s.kube.CoreV1().Pods(r.c.ns()).Get(ctx, tr.Status.PodName, metav1.GetOptions{})
-			return apierrors.IsNotFound(err), fmt.Errorf("pod %s still there (%v)", tr.Status.PodName, err)
-		})
+		s.waitPodGone(tb, r.c.ns(), tr.Status.PodName)
 	}
 }

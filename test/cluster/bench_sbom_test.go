@@ -3,7 +3,6 @@ package cluster
 import (
 	"flag"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -41,11 +40,7 @@ func BenchmarkSBOM(b *testing.B) {
 	type key struct{ dockerfile, sbom string }
 	type timing struct{ build, withSBOM, sbomPart time.Duration }
 	times := map[key][]timing{}
-	loadavg := func() string {
-		raw, _ := os.ReadFile("/proc/loadavg")
-		return strings.Join(strings.Fields(string(raw))[:3], " ")
-	}
-	loadStart := loadavg()
+	loadStart := loadAverage()
 	syft := "syft"
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -84,7 +79,7 @@ func BenchmarkSBOM(b *testing.B) {
 	withSBOM := func(t timing) time.Duration { return t.withSBOM }
 	sbomPart := func(t timing) time.Duration { return t.sbomPart }
 	fmt.Printf("SBOM cost on the real node (%s), %d builds each; means; load average %s at the start, %s at the end:\n",
-		syft, *sbomRounds*b.N, loadStart, loadavg())
+		syft, *sbomRounds*b.N, loadStart, loadAverage())
 	for _, df := range dockerfiles {
 		off, on := times[key{df.name, "false"}], times[key{df.name, "true"}]
 		ratio := mean(on, withSBOM) / mean(off, withSBOM)

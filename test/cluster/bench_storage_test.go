@@ -62,11 +62,7 @@ func BenchmarkStorageModes(b *testing.B) {
 	modes := []string{"overlay", "fuse-overlayfs", "vfs"}
 	type key struct{ dockerfile, mode string }
 	builds := map[key][]buildTiming{}
-	load := func() string {
-		b, _ := os.ReadFile("/proc/loadavg")
-		return strings.Join(strings.Fields(string(b))[:3], " ")
-	}
-	loadStart := load()
+	loadStart := loadAverage()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for round := 0; round < *storageRounds; round++ {
@@ -112,7 +108,7 @@ func BenchmarkStorageModes(b *testing.B) {
 	step := func(bt buildTiming) time.Duration { return bt.step }
 	fmt.Printf("storage modes on the real node (buildah %s in the catalog's pods), %d builds each; "+
 		"mean buildah bud time (fastest) [build step's mean wall time]; ratios of the means (of the fastest); load average %s at the start, %s at the end:\n",
-		s.images.Ref(b, "BUILDAH_VERSION"), *storageRounds*b.N, loadStart, load())
+		s.images.Ref(b, "BUILDAH_VERSION"), *storageRounds*b.N, loadStart, loadAverage())
 	for _, df := range dockerfiles {
 		fuse := mean(builds[key{df.name, "fuse-overlayfs"}], bud)
 		fuseFastest := fastest(builds[key{df.name, "fuse-overlayfs"}])
@@ -165,6 +161,13 @@ func startBenchWorldWith(b *testing.B, name string, opts stackOptions) (*stack, 
 		"Dockerfile.cpu": realbuild.BenchCPUDockerfile,
 	})
 	return s, w, bw
+}
+
+// loadAverage is the machine's load averages (1, 5, 15 min), which the
+// benchmarks print at their start and end.
+func loadAverage() string {
+	raw, _ := os.ReadFile("/proc/loadavg")
+	return strings.Join(strings.Fields(string(raw))[:3], " ")
 }
 
 // meanSeconds is the mean of f over xs, in seconds.

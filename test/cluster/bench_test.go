@@ -149,36 +149,21 @@ func (s *stack) timedBuild(tb testing.TB, c catalog, w *nodeWorld, name string, 
 	if !succeeded(done.Status.GetCondition(apis.ConditionSucceeded)) {
 		tb.Fatalf("TaskRun %s: %s\n%s", tr.Name, condition(done.Status.GetCondition(apis.ConditionSucceeded)), s.stepLog(tb, c.ns(), done, "step-build"))
 	}
-	bt := buildTiming{tr: done}
-	raw, err := s.kube.CoreV1().Pods(c.ns()).GetLogs(done.Status.PodName, &corev1.PodLogOptions{Container: "step-build", Timestamps: true}).DoRaw(ctx)
-	if err != nil {
-		tb.Fatalf("TaskRun %s: the build step's log: %v", tr.Name, err)
-	}
-	bt.log, bt.bud, err = budTime(string(raw))
+	bt := buildTiming{tr: done, spans: map[string]logSpan{}}
+	var logs map[string]string
+	bt.tl, logs = s.taskRunPhases(tb, c.ns(), done)
+	var err error
+	bt.log, bt.bud, err = budTime(logs["step-build"])
 	if err != nil {
 		tb.Fatalf("TaskRun %s: %v\n%s", tr.Name, err, bt.log)
 	}
-	bt.spans = map[string]logSpan{}
-	logs := map[string]string{}
 	for _, st := range done.Status.Steps {
 		if st.Name == "build" && st.Terminated != nil {
 			bt.step = st.Terminated.FinishedAt.Sub(st.Terminated.StartedAt.Time)
 		}
-		raw, err := s.kube.CoreV1().Pods(c.ns()).GetLogs(done.Status.PodName, &corev1.PodLogOptions{Container: "step-" + st.Name, Timestamps: true}).DoRaw(ctx)
-		if err != nil {
-			tb.Fatalf("TaskRun %s: the %s step's log: %v", tr.Name, st.Name, err)
-		}
-		if sp, ok := spanOf(string(raw)); ok {
+		if sp, ok := spanOf(logs[st.Container]); ok {
 			bt.spans[st.Name] = sp
 		}
-		logs[st.Container] = string(raw)
-	}
-	pod, err := s.kube.CoreV1().Pods(c.ns()).Get(ctx, done.Status.PodName, metav1.GetOptions{})
-	if err != nil {
-		tb.Fatalf("TaskRun %s: %v", tr.Name, err)
-	}
-	if bt.tl, err = taskRunTimeline(done, pod, logs); err != nil {
-		tb.Fatal(err)
 	}
 	for _, r := range done.Status.Results {
 		if r.Name == "IMAGE_DIGEST" {
@@ -193,11 +178,43 @@ func (s *stack) timedBuild(tb testing.TB, c catalog, w *nodeWorld, name string, 
 	if err := trs.Delete(ctx, tr.Name, metav1.DeleteOptions{}); err != nil {
 		tb.Fatal(err)
 	}
-	s.waitFor(tb, "the pod of TaskRun "+tr.Name+" gone", 2*time.Minute, func(ctx context.Context) (bool, error) {
-		_, err := s.kube.CoreV1().Pods(c.ns()).Get(ctx, done.Status.PodName, metav1.GetOptions{})
-		return apierrors.IsNotFound(err), fmt.Errorf("pod %s still there (%v)", done.Status.PodName, err)
-	})
+	s.waitPodGone(tb, c.ns(), done.Status.PodName)
 	return bt
+}
+
+// taskRunPhases reads a finished TaskRun's pod and its steps' logs (with
+// the kubelet's timestamps, by container) and returns its phases
+// (taskRunTimeline) and the logs.
+func (s *stack) taskRunPhases(tb testing.TB, ns string, tr *v1.TaskRun) (timeline, map[string]string) {
+	tb.Helper()
+	ctx := context.Background()
+	pod, err := s.kube.CoreV1().Pods(ns).Get(ctx, tr.Status.PodName, metav1.GetOptions{})
+	if err != nil {
+		tb.Fatalf("TaskRun %s: %v", tr.Name, err)
+	}
+	logs := map[string]string{}
+	for _, st := range tr.Status.Steps {
+		raw, err := s.kube.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{Container: st.Container, Timestamps: true}).DoRaw(ctx)
+		if err != nil {
+			tb.Fatalf("TaskRun %s: the %s step's log: %v", tr.Name, st.Name, err)
+		}
+		logs[st.Container] = string(raw)
+	}
+	tl, err := taskRunTimeline(tr, pod, logs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tl, logs
+}
+
+// waitPodGone waits until pod is deleted, so that its storage does not
+// linger into the next build's measurement.
+func (s *stack) waitPodGone(tb testing.TB, ns, pod string) {
+	tb.Helper()
+	s.waitFor(tb, "pod "+pod+" gone", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		_, err := s.kube.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), fmt.Errorf("pod %s still there (%v)", pod, err)
+	})
 }
 
 // budTime reads a step log with the kubelet's timestamps (kubectl logs

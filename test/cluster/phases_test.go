@@ -77,14 +77,20 @@ func (tl timeline) total() time.Duration {
 func (tl timeline) sum(prefixes ...string) time.Duration {
 	var d time.Duration
 	for _, p := range tl.phases() {
-		for _, pre := range prefixes {
-			if strings.HasPrefix(p.name, pre) {
-				d += p.d
-				break
-			}
+		if hasAnyPrefix(p.name, prefixes) {
+			d += p.d
 		}
 	}
 	return d
+}
+
+func hasAnyPrefix(name string, prefixes []string) bool {
+	for _, pre := range prefixes {
+		if strings.HasPrefix(name, pre) {
+			return true
+		}
+	}
+	return false
 }
 
 // logMarker: a log line that matches re begins the phase name, re's
@@ -375,11 +381,8 @@ func (pt *phaseTable) meanOf(kind string, prefixes ...string) time.Duration {
 	}
 	var d time.Duration
 	for name, sum := range pt.sums[kind] {
-		for _, pre := range prefixes {
-			if strings.HasPrefix(name, pre) {
-				d += sum
-				break
-			}
+		if hasAnyPrefix(name, prefixes) {
+			d += sum
 		}
 	}
 	return d / time.Duration(pt.rounds[kind])

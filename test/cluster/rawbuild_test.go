@@ -230,9 +230,6 @@ func (r *rawBuilder) wait(tb testing.TB, ref reference, name string) rawBuild {
 	if err := pods.Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
 		tb.Fatal(err)
 	}
-	r.s.waitFor(tb, "raw build pod "+pod.Name+" gone", 2*time.Minute, func(ctx context.Context) (bool, error) {
-		_, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
-		return apierrors.IsNotFound(err), fmt.Errorf("pod %s still there (%v)", pod.Name, err)
-	})
+	r.s.waitPodGone(tb, rawNamespace, pod.Name)
 	return rb
 }
