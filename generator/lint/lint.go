@@ -37,6 +37,15 @@ func Check(o validate.Objects) []error {
 			if strings.Contains(s.Script, "$(params.") {
 				fail("%s: step %s interpolates $(params.*) into its script; pass the param through env instead", where, s.Name)
 			}
+			// The step scripts run as `sh -c <script>`: a param in the command
+			// is one in the script. Args stay open to whole params, which
+			// reach the script as "$@", never as code.
+			for _, c := range s.Command {
+				if strings.Contains(c, "$(params.") {
+					fail("%s: step %s interpolates $(params.*) into its command; pass the param through env instead", where, s.Name)
+					break
+				}
+			}
 			if s.SecurityContext != nil && s.SecurityContext.Privileged != nil && *s.SecurityContext.Privileged {
 				fail("%s: step %s is privileged", where, s.Name)
 			}

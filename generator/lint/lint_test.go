@@ -41,6 +41,9 @@ func TestRulesCatchViolations(t *testing.T) {
 		{"param in script", func(o validate.Objects) {
 			o.Tasks[1].Spec.Steps[1].Script += "\necho $(params.IMAGE)\n"
 		}, "interpolates $(params.*) into its script"},
+		{"param in the script of a command", func(o validate.Objects) {
+			o.Tasks[1].Spec.Steps[1].Command[2] += "\necho $(params.IMAGE)\n"
+		}, "interpolates $(params.*) into its command"},
 		{"undeclared workspace", func(o validate.Objects) {
 			o.Tasks[1].Spec.Steps[1].Env = append(o.Tasks[1].Spec.Steps[1].Env, corev1.EnvVar{Name: "X", Value: "$(workspaces.cache.path)"})
 		}, `names workspace "cache"`},

@@ -125,7 +125,7 @@ func buildStep(cfg *config.Config) v1.Step {
 			{Name: containersVolume, MountPath: containersMount},
 		},
 		SecurityContext: buildahSecurity(cfg),
-		Script:          scripts.Build,
+		Command:         scriptCommand(BuildStep, scripts.Build),
 	}
 	// Only fuse-overlayfs needs /dev/fuse. The limit is also what keeps
 	// such a build off nodes without the fuse device plugin: the scheduler

@@ -81,7 +81,7 @@ func Manifest(cfg *config.Config) *v1.Task {
 				}, append(workspaceEnv("DOCKERCONFIG", WorkspaceDockerConfig), workspaceEnv("CA_BUNDLE", WorkspaceCABundle)...)...),
 				VolumeMounts:    []corev1.VolumeMount{{Name: containersVolume, MountPath: containersMount}},
 				SecurityContext: buildahSecurity(cfg),
-				Script:          scripts.Manifest,
+				Command:         scriptCommand(ManifestStep, scripts.Manifest),
 			}, sbomIndexStep(cfg), sbomAttachStep(cfg)},
 		},
 	}

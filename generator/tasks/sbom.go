@@ -71,7 +71,7 @@ func sbomStepOf(name, image, script string, e []corev1.EnvVar) v1.Step {
 		Env:             e,
 		VolumeMounts:    []corev1.VolumeMount{{Name: sbomVolumeName, MountPath: sbomMount}},
 		SecurityContext: sbomSecurity(),
-		Script:          script,
+		Command:         scriptCommand(name, script),
 	}
 }
 

@@ -206,7 +206,7 @@ func cloneStep(cfg *config.Config, root string, mounts []corev1.VolumeMount) v1.
 		Env:             e,
 		VolumeMounts:    mounts,
 		SecurityContext: hardened(),
-		Script:          scripts.Clone,
+		Command:         scriptCommand(CloneStep, scripts.Clone),
 	}
 }
 

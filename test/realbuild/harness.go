@@ -38,6 +38,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"knative.dev/pkg/apis"
 
+	"github.com/tekton-multiarch/tekton-multiarch/generator/tasks"
 	"github.com/tekton-multiarch/tekton-multiarch/generator/validate"
 )
 
@@ -327,12 +328,15 @@ func hostPath(mounts []mount, p string) (string, bool) {
 }
 
 func (r *Runner) runStep(ctx context.Context, out *TaskRun, dir string, i int, step *v1.Step, ts *v1.TaskSpec, volumeDirs map[string]string, log *lockedBuffer) (int, error) {
-	if step.Script == "" || len(step.Command) > 0 {
-		return -1, fmt.Errorf("step %s has no script: this harness runs step scripts only", step.Name)
+	// The pod runs it as `<shell> -c <script> <step name> <args>`; here it
+	// runs from a file, as `/bin/sh <file> <args>`: no script reads its $0.
+	stepScript, ok := tasks.StepScript(*step)
+	if !ok {
+		return -1, fmt.Errorf("step %s runs no step script: this harness runs step scripts only", step.Name)
 	}
 	// #!/busybox/sh: the SBOM steps' debug images have busybox there and no
 	// /bin/sh; the scripts are POSIX sh either way.
-	if !strings.HasPrefix(step.Script, "#!/bin/sh\n") && !strings.HasPrefix(step.Script, "#!/busybox/sh\n") {
+	if !strings.HasPrefix(stepScript, "#!/bin/sh\n") && !strings.HasPrefix(stepScript, "#!/busybox/sh\n") {
 		return -1, fmt.Errorf("step %s's script does not start with #!/bin/sh or #!/busybox/sh: this harness runs it with /bin/sh", step.Name)
 	}
 	if len(step.EnvFrom) > 0 {
@@ -344,7 +348,7 @@ func (r *Runner) runStep(ctx context.Context, out *TaskRun, dir string, i int, s
 			leftovers = append(leftovers, where+": "+s)
 		}
 	}
-	check("script", step.Script)
+	check("script", stepScript)
 	for _, a := range step.Args {
 		check("args", a)
 	}
@@ -378,7 +382,7 @@ func (r *Runner) runStep(ctx context.Context, out *TaskRun, dir string, i int, s
 		}
 	}
 	if r.Container != nil && strings.Contains(step.Image, "/buildah/") {
-		return r.runInContainer(ctx, out, dir, i, step, mounts, log)
+		return r.runInContainer(ctx, out, dir, i, step, stepScript, mounts, log)
 	}
 
 	// A pod's containers start from an image's environment, not the test's.
@@ -419,7 +423,7 @@ func (r *Runner) runStep(ctx context.Context, out *TaskRun, dir string, i int, s
 	}
 
 	script := filepath.Join(dir, "scripts", fmt.Sprintf("script-%d-%s", i, step.Name))
-	if err := os.WriteFile(script, []byte(step.Script), 0o755); err != nil {
+	if err := os.WriteFile(script, []byte(stepScript), 0o755); err != nil {
 		return -1, err
 	}
 	cwd := filepath.Join(stepDir, "cwd")
@@ -719,7 +723,7 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 // in the pod, its env as Tekton set it (no path rewritten), the image's own
 // environment under it, the Localhost seccomp profile, no /dev/fuse unless
 // passed.
-func (r *Runner) runInContainer(ctx context.Context, out *TaskRun, dir string, i int, step *v1.Step, mounts []mount, log *lockedBuffer) (int, error) {
+func (r *Runner) runInContainer(ctx context.Context, out *TaskRun, dir string, i int, step *v1.Step, stepScript string, mounts []mount, log *lockedBuffer) (int, error) {
 	for _, e := range step.Env {
 		if e.ValueFrom != nil {
 			return -1, fmt.Errorf("step %s env %s uses valueFrom, which this harness does not map", step.Name, e.Name)
@@ -727,7 +731,7 @@ func (r *Runner) runInContainer(ctx context.Context, out *TaskRun, dir string, i
 	}
 	scripts := filepath.Join(dir, "scripts")
 	name := fmt.Sprintf("script-%d-%s", i, step.Name)
-	if err := os.WriteFile(filepath.Join(scripts, name), []byte(step.Script), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(scripts, name), []byte(stepScript), 0o755); err != nil {
 		return -1, err
 	}
 	run := ContainerRun{

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tekton-multiarch/tekton-multiarch/generator/tasks"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 )
 
@@ -618,7 +619,9 @@ func sameScripts(t *testing.T, a, b *Catalog) {
 			t.Fatalf("catalogs %s and %s differ in task %s", a.Dir, b.Dir, name)
 		}
 		for i := range ta.Spec.Steps {
-			if ta.Spec.Steps[i].Script != tb.Spec.Steps[i].Script {
+			sa, _ := tasks.StepScript(ta.Spec.Steps[i])
+			sb, _ := tasks.StepScript(tb.Spec.Steps[i])
+			if sa != sb {
 				t.Fatalf("task %s step %s: the scripts of %s and %s differ", name, ta.Spec.Steps[i].Name, a.Dir, b.Dir)
 			}
 		}
