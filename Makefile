@@ -51,9 +51,11 @@ test: lint check-generated
 ## builds of each); 50 concurrent runs on 40 kwok nodes pinned by the arch policy
 ## against taskRunSpecs (BENCH_ROUNDS rounds of each); where a build pod's time goes, phase by phase,
 ## for the buildah-build TaskRun against the same buildah bud + push in a bare pod (unprivileged as
-## our step, and privileged), and for the two-arch Pipeline (BENCH_ROUNDS rounds) (as root; builds
-## the cluster binaries and images first, as e2e-cluster does). CI runs bench-emulation only.
+## our step, and privileged), and for the two-arch Pipeline (BENCH_ROUNDS rounds); how that time
+## grows with a build context and image of BENCH_SIZES MB (as root; builds the cluster binaries and
+## images first, as e2e-cluster does). CI runs bench-emulation only.
 BENCH_ROUNDS ?= 3
+BENCH_SIZES ?= 10,200,1000
 bench:
 	$(GO) test ./generator/catalog -run '^$$' -bench . -benchtime 50x -count 3 | tee /tmp/tekton-multiarch-bench-generate.txt
 	@awk '/^BenchmarkRenderOrdered/{o+=$$3;no++} /^BenchmarkRenderSigsYAML/{s+=$$3;ns++} \
@@ -64,6 +66,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkSBOM' -benchtime 1x -timeout 60m ./test/cluster/ -sbom-rounds=$(BENCH_ROUNDS)
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 60m ./test/cluster/ -load-rounds=$(BENCH_ROUNDS)
 	$(GO) test -run '^$$' -bench 'BenchmarkPhases' -benchtime 1x -timeout 90m ./test/cluster/ -phase-rounds=$(BENCH_ROUNDS)
+	$(GO) test -run '^$$' -bench 'BenchmarkSizes' -benchtime 1x -timeout 60m ./test/cluster/ -sizes=$(BENCH_SIZES)
 	$(MAKE) bench-emulation
 
 ## bench-emulation: on the real node, a CPU-bound RUN step native against emulated (as root;

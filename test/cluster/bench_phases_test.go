@@ -72,7 +72,10 @@ func BenchmarkPhases(b *testing.B) {
 				for j := range kinds {
 					kind := kinds[(j+round)%len(kinds)]
 					name := fmt.Sprintf("%s-%s-%d-%d", df.short, strings.ToLower(kind), i, round)
-					image := w.registry + "/bench/phases-" + strings.ToLower(kind) + ":" + df.short
+					// A repository of its own for each build: the TaskRun's
+					// builds are reproducible, and a registry that holds a
+					// layer already is sent nothing.
+					image := w.registry + "/bench/phases-" + name + ":latest"
 					var tl timeline
 					if kind == taskRun {
 						bt := s.timedBuild(b, c, w, name, map[string]string{

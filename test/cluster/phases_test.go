@@ -253,8 +253,9 @@ func containerStatus(pod *corev1.Pod, name string) (corev1.ContainerStatus, bool
 
 // taskRunTimeline is a finished TaskRun's phases, from its creation to its
 // completion: the controller's making of its pod, the pod's start
-// (Tekton's init containers, then the wait of its steps' entrypoints for
-// the pod's ready annotation), each step from its start by the lines
+// (Tekton's init containers, then the kubelet's start of the first step
+// container: Tekton's entrypoint waits for no ready annotation in a pod
+// without sidecars), each step from its start by the lines
 // stepMarkers name, then the controller's reading of the results. logs are
 // the step containers', with the kubelet's timestamps.
 func taskRunTimeline(tr *v1.TaskRun, pod *corev1.Pod, logs map[string]string) (timeline, error) {
@@ -263,7 +264,7 @@ func taskRunTimeline(tr *v1.TaskRun, pod *corev1.Pod, logs map[string]string) (t
 		return tl, fmt.Errorf("TaskRun %s has not completed", tr.Name)
 	}
 	tl.add(tr.CreationTimestamp.Time, "Tekton: TaskRun to pod")
-	tl.addPod(pod, "pod: Tekton's init containers", "pod: steps wait for the ready annotation")
+	tl.addPod(pod, "pod: Tekton's init containers", "pod: first step container starts")
 	var lastEnd time.Time
 	for _, st := range tr.Status.Steps {
 		cs, ok := containerStatus(pod, st.Container)

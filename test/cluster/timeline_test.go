@@ -104,7 +104,7 @@ func TestTimelines(t *testing.T) {
 				{"pod: scheduling", 0},
 				{"pod: sandbox (pause container, network)", ms(1000)},
 				{"pod: Tekton's init containers", ms(1000)},
-				{"pod: steps wait for the ready annotation", ms(400)},
+				{"pod: first step container starts", ms(400)},
 				{"clone step", ms(50)},
 				{"clone: git-sync fetch (depth 1), checkout", ms(750)},
 				{"clone: results, exit", ms(300)},
