@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,10 @@ import (
 	"github.com/tekton-multiarch/tekton-multiarch/test/realbuild"
 )
 
-var phaseRounds = flag.Int("phase-rounds", 3, "BenchmarkPhases: rounds of each build")
+var (
+	phaseRounds      = flag.Int("phase-rounds", 3, "BenchmarkPhases: rounds of each build")
+	phaseDockerfiles = flag.String("phase-dockerfiles", "io,cpu", "BenchmarkPhases: which Dockerfiles to build, of io and cpu")
+)
 
 // BenchmarkPhases is where a build pod's time goes on the real node, and
 // how far it is from the same build without Tekton. In one run, rounds
@@ -47,9 +51,17 @@ func BenchmarkPhases(b *testing.B) {
 	raw := s.newRawBuilder(b, c)
 	refs := []reference{raw.unprivileged(), raw.privileged()}
 
-	single := []struct{ name, short, file string }{
+	var single []struct{ name, short, file string }
+	for _, df := range []struct{ name, short, file string }{
 		{"io-heavy", "io", "Dockerfile.io"},
 		{"cpu-heavy", "cpu", "Dockerfile.cpu"},
+	} {
+		if slices.Contains(strings.Split(*phaseDockerfiles, ","), df.short) {
+			single = append(single, df)
+		}
+	}
+	if len(single) == 0 {
+		b.Fatalf("-phase-dockerfiles %q names neither io nor cpu", *phaseDockerfiles)
 	}
 	const taskRun = "TaskRun"
 	kinds := []string{taskRun, refs[0].name(), refs[1].name()}
@@ -192,9 +204,33 @@ func (s *stack) runTimelines(tb testing.TB, r *prRun) (*v1.PipelineRun, map[stri
 	pr, trs := s.succeededRealRun(tb, r)
 	out := map[string]timeline{}
 	for task, tr := range trs {
-		out[task], _ = s.taskRunPhases(tb, r.c.ns(), tr)
+		var logs map[string]string
+		out[task], logs = s.taskRunPhases(tb, r.c.ns(), tr)
+		// A push far slower than the others is the registry's or the
+		// network's doing, not a phase of the build: its lines say which.
+		if d := out[task].sum(pushPhases...); d > slowPush {
+			fmt.Printf("  %s: the push took %.1f s; the build step's log from the push on:\n%s", tr.Name, d.Seconds(), fromLine(logs["step-build"], "pushing "))
+		}
 	}
 	return pr, out
+}
+
+// slowPush is a push time that BenchmarkPhases explains with the log.
+const slowPush = 5 * time.Second
+
+// fromLine is a log (kubectl logs --timestamps) from its first line whose
+// text starts with prefix, each line indented.
+func fromLine(log, prefix string) string {
+	var b strings.Builder
+	on := false
+	for _, line := range strings.SplitAfter(log, "\n") {
+		_, text, _ := strings.Cut(line, " ")
+		on = on || strings.HasPrefix(text, prefix)
+		if on && line != "" {
+			b.WriteString("    " + line)
+		}
+	}
+	return b.String()
 }
 
 // deleteRun deletes a run and waits until its pods are gone, so that their

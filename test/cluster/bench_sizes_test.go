@@ -166,8 +166,9 @@ func parseSizes(tb testing.TB, list string) []int {
 // makeSizedRepo makes the bare repository name.git under base: a
 // Dockerfile (sizesDockerfile) and mb MB of random data in data/, in files
 // of 16 MB at most. Git stores and serves it without compression
-// (core.compression 0): the git server runs on this machine too, and its
-// deflate must not be what the clone measures.
+// (core.compression 0) and without looking for deltas
+// (core.bigFileThreshold): the git server runs on this machine too, and
+// its work must not be what the clone measures.
 func makeSizedRepo(tb testing.TB, base, name string, mb int) {
 	tb.Helper()
 	src := filepath.Join(filepath.Dir(base), name+"-src")
@@ -198,6 +199,9 @@ func makeSizedRepo(tb testing.TB, base, name string, mb int) {
 	bare := filepath.Join(base, name+".git")
 	git(src, "clone", "-q", "--bare", src, bare)
 	git(bare, "config", "core.compression", "0")
+	// No delta search either: on files of random data it finds nothing
+	// and cost the server over 100 s per GB (the first run).
+	git(bare, "config", "core.bigFileThreshold", "1m")
 	// The data lives on in the bare repository only.
 	if err := os.RemoveAll(src); err != nil {
 		tb.Fatal(err)
