@@ -33,43 +33,28 @@ var envName = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
 
 // escapeKube escapes what the kubelet would expand in a container's
 // command, so that the shell gets the script as written: $$ becomes $$$$,
-// and $(NAME), where NAME could name an env var, $$(NAME). It reads the
-// script as the kubelet's expansion does (k8s.io/kubernetes
-// third_party/forked/golang/expansion): a $( runs to the first ), which it
-// copies as it is when no variable has that name, $$ inside included.
+// and $(NAME), where NAME could name an env var, $$(NAME).
 func escapeKube(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' || i+1 == len(s) {
-			b.WriteByte(s[i])
-			continue
+	return rewriteKube(s, "$$$$", func(ref, name string) string {
+		if envName.MatchString(name) {
+			return "$" + ref
 		}
-		switch s[i+1] {
-		case '$':
-			b.WriteString("$$$$")
-			i++
-		case '(':
-			end := strings.IndexByte(s[i+2:], ')')
-			switch {
-			case end < 0:
-				b.WriteString("$(")
-			case envName.MatchString(s[i+2 : i+2+end]):
-				b.WriteString("$$(")
-			default:
-				b.WriteString(s[i : i+2+end+1])
-				i += 1 + end
-			}
-			i++
-		default:
-			b.WriteByte('$')
-		}
-	}
-	return b.String()
+		return ref
+	})
 }
 
 // unescapeKube is the kubelet's expansion of a command with no env var
-// defined (the same reading as escapeKube's): $$ becomes $, $(...) stays.
+// defined: $$ becomes $, $(...) stays.
 func unescapeKube(s string) string {
+	return rewriteKube(s, "$", func(ref, _ string) string { return ref })
+}
+
+// rewriteKube reads s as the kubelet's expansion of a container's command
+// does (k8s.io/kubernetes third_party/forked/golang/expansion) and writes
+// each $$ as dollar and each reference $(name) as ref gives it; the rest
+// stays. A $( runs to the first ), $$ inside included; a $( that no )
+// closes is text.
+func rewriteKube(s, dollar string, ref func(ref, name string) string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		if s[i] != '$' || i+1 == len(s) {
@@ -78,16 +63,17 @@ func unescapeKube(s string) string {
 		}
 		switch s[i+1] {
 		case '$':
-			b.WriteByte('$')
+			b.WriteString(dollar)
 			i++
 		case '(':
-			if end := strings.IndexByte(s[i+2:], ')'); end >= 0 {
-				b.WriteString(s[i : i+2+end+1])
-				i += 2 + end
-			} else {
+			end := strings.IndexByte(s[i+2:], ')')
+			if end < 0 {
 				b.WriteString("$(")
 				i++
+				continue
 			}
+			b.WriteString(ref(s[i:i+3+end], s[i+2:i+2+end]))
+			i += 2 + end
 		default:
 			b.WriteString(s[i : i+2])
 			i++
