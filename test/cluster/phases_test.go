@@ -75,13 +75,23 @@ func (tl timeline) total() time.Duration {
 
 // sum is the time of the phases whose names start with one of prefixes.
 func (tl timeline) sum(prefixes ...string) time.Duration {
+	return tl.sumWhere(startsWith(prefixes...))
+}
+
+// sumWhere is the time of the phases whose names keep accepts.
+func (tl timeline) sumWhere(keep func(name string) bool) time.Duration {
 	var d time.Duration
 	for _, p := range tl.phases() {
-		if hasAnyPrefix(p.name, prefixes) {
+		if keep(p.name) {
 			d += p.d
 		}
 	}
 	return d
+}
+
+// startsWith accepts a phase name that starts with one of prefixes.
+func startsWith(prefixes ...string) func(string) bool {
+	return func(name string) bool { return hasAnyPrefix(name, prefixes) }
 }
 
 func hasAnyPrefix(name string, prefixes []string) bool {
@@ -377,12 +387,18 @@ func (pt *phaseTable) mean(kind string) time.Duration {
 // meanOf is the mean over kind's rounds of its phases whose names start
 // with one of prefixes.
 func (pt *phaseTable) meanOf(kind string, prefixes ...string) time.Duration {
+	return pt.meanWhere(kind, startsWith(prefixes...))
+}
+
+// meanWhere is the mean over kind's rounds of its phases whose names keep
+// accepts.
+func (pt *phaseTable) meanWhere(kind string, keep func(name string) bool) time.Duration {
 	if pt.rounds[kind] == 0 {
 		return 0
 	}
 	var d time.Duration
 	for name, sum := range pt.sums[kind] {
-		if hasAnyPrefix(name, prefixes) {
+		if keep(name) {
 			d += sum
 		}
 	}
