@@ -142,7 +142,7 @@ func TestKubernetesValidation(t *testing.T) {
 				"*v1.RoleBinding": 1, "*v1.ClusterRole": 1 /* the arch policy's reader */, "*v1.ClusterRoleBinding": 1,
 				"*v1beta1.MutatingAdmissionPolicy": 1, "*v1beta1.MutatingAdmissionPolicyBinding": 1,
 			}
-			if !tc.cfg.AppArmor.UsesAppArmor() {
+			if !tc.cfg.LoadsAppArmorProfile() {
 				want["*cluster.AppArmorProfile"] = 0
 			}
 			// The pull-request trigger's own binding and template.

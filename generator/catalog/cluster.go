@@ -55,7 +55,7 @@ func newClusterObjects(cfg *config.Config) (ClusterObjects, error) {
 	if c.Seccomp, err = cluster.SeccompJSON(c.SeccompProfile); err != nil {
 		return c, err
 	}
-	if cfg.AppArmor.UsesAppArmor() {
+	if cfg.LoadsAppArmorProfile() {
 		if c.Profile, err = cluster.Profile(cfg.AppArmor.Profile); err != nil {
 			return c, err
 		}
@@ -195,7 +195,7 @@ func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 	files[SeccompFile(cfg)] = c.Seccomp
 	loaderNote := "# Install the seccomp profile " + cfg.Seccomp.Profile + " on every node"
 	access := "the kubelet's seccomp directory " + cfg.Seccomp.KubeletDir + ", no capability"
-	if cfg.AppArmor.UsesAppArmor() {
+	if cfg.LoadsAppArmorProfile() {
 		loaderNote += ", and load the AppArmor profile " + cfg.AppArmor.Profile
 		access = "the kubelet's seccomp directory, CAP_MAC_ADMIN, CAP_SYS_CHROOT, the node's root read-only"
 	}
@@ -207,7 +207,7 @@ func addCluster(files render.Files, cfg *config.Config, o Objects) error {
 		c.LoaderConfig, c.Loader); err != nil {
 		return err
 	}
-	if cfg.AppArmor.UsesAppArmor() {
+	if cfg.LoadsAppArmorProfile() {
 		files["examples/cluster/apparmor/"+cfg.AppArmor.Profile] = []byte(c.Profile)
 		if err := multi("examples/cluster/apparmor/security-profiles-operator/apparmorprofile.yaml",
 			"# The same profile through the security-profiles-operator, releases up to v0.8.4 only (later\n"+

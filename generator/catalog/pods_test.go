@@ -183,7 +183,7 @@ func TestBuildPods(t *testing.T) {
 				if got := envValue(build, "STORAGE"); got != cfg.Build.Storage {
 					t.Errorf("%s: step-build STORAGE = %q, want the configured %q", a.Platform(), got, cfg.Build.Storage)
 				}
-				checkBuildahSecurity(t, cfg, p, "step-build")
+				checkBuildahSecurity(t, cfg, p, "step-build", cfg.AppArmorFor(a))
 				if sp := clone.SecurityContext.SeccompProfile; sp != nil {
 					t.Errorf("%s: step-clone names seccomp profile %+v; the kubelet's default is for it", a.Platform(), sp)
 				}
@@ -221,7 +221,13 @@ func TestBuildPods(t *testing.T) {
 			if v := baselineViolations(mp); v != "" {
 				t.Errorf("the manifest pod is not admitted under Pod Security baseline: %s", v)
 			}
-			checkBuildahSecurity(t, cfg, mp, "step-manifest")
+			// Where the architectures' settings differ, the manifest pod,
+			// which may land on any node, asks for none.
+			manifestAppArmor, uniform := cfg.AppArmorUniform()
+			if !uniform {
+				manifestAppArmor = config.AppArmorNone
+			}
+			checkBuildahSecurity(t, cfg, mp, "step-manifest", manifestAppArmor)
 		})
 	}
 }
@@ -244,9 +250,9 @@ func ptrString(b *bool) string {
 }
 
 // checkBuildahSecurity: a buildah step runs under the Localhost seccomp
-// profile, with the AppArmor profile as the mode asks (none: no AppArmor
-// anywhere in the pod), with the runtime's default capabilities.
-func checkBuildahSecurity(t *testing.T, cfg *config.Config, p *corev1.Pod, name string) {
+// profile, with the AppArmor profile its setting want asks for
+// (checkAppArmor), with the runtime's default capabilities.
+func checkBuildahSecurity(t *testing.T, cfg *config.Config, p *corev1.Pod, name, want string) {
 	t.Helper()
 	c := container(p, name)
 	if c == nil || c.SecurityContext == nil {
@@ -259,33 +265,54 @@ func checkBuildahSecurity(t *testing.T, cfg *config.Config, p *corev1.Pod, name 
 	if sc.Capabilities != nil {
 		t.Errorf("%s %s: capabilities %+v, want the runtime's default set the seccomp profile is made for", p.Name, name, sc.Capabilities)
 	}
+	checkAppArmor(t, cfg, p, name, want)
+}
+
+// checkAppArmor: the container's effective AppArmor profile (its own field,
+// else the pod's, or the pre-1.30 annotation) is the one the setting want
+// asks for; none: no AppArmor anywhere in the pod.
+func checkAppArmor(t *testing.T, cfg *config.Config, p *corev1.Pod, name, want string) {
+	t.Helper()
 	key := tasks.AppArmorAnnotationPrefix + name
-	ap := sc.AppArmorProfile
-	switch cfg.AppArmor.Mode {
-	case config.AppArmorField:
-		if ap == nil || ap.Type != corev1.AppArmorProfileTypeLocalhost || *ap.LocalhostProfile != cfg.AppArmor.Profile {
-			t.Errorf("%s %s: appArmorProfile = %+v", p.Name, name, ap)
+	if cfg.AppArmor.Mode == config.AppArmorAnnotation && want != config.AppArmorNone {
+		wantValue := map[string]string{config.AppArmorLocalhost: "localhost/" + cfg.AppArmor.Profile, config.AppArmorRuntimeDefault: "runtime/default"}[want]
+		if got := p.Annotations[key]; got != wantValue {
+			t.Errorf("%s: pod annotation %s = %q, want %q", p.Name, key, got, wantValue)
 		}
-	case config.AppArmorAnnotation:
-		if got := p.Annotations[key]; got != "localhost/"+cfg.AppArmor.Profile {
-			t.Errorf("%s: pod annotation %s = %q", p.Name, key, got)
+		return
+	}
+	var eff *corev1.AppArmorProfile
+	if c := container(p, name); c != nil && c.SecurityContext != nil {
+		eff = c.SecurityContext.AppArmorProfile
+	}
+	if eff == nil && p.Spec.SecurityContext != nil {
+		eff = p.Spec.SecurityContext.AppArmorProfile
+	}
+	switch want {
+	case config.AppArmorLocalhost:
+		if eff == nil || eff.Type != corev1.AppArmorProfileTypeLocalhost || eff.LocalhostProfile == nil || *eff.LocalhostProfile != cfg.AppArmor.Profile {
+			t.Errorf("%s %s: effective appArmorProfile = %+v, want Localhost %s", p.Name, name, eff, cfg.AppArmor.Profile)
+		}
+	case config.AppArmorRuntimeDefault:
+		if eff == nil || eff.Type != corev1.AppArmorProfileTypeRuntimeDefault {
+			t.Errorf("%s %s: effective appArmorProfile = %+v, want RuntimeDefault", p.Name, name, eff)
 		}
 	case config.AppArmorNone:
 		for k := range p.Annotations {
 			if strings.HasPrefix(k, tasks.AppArmorAnnotationPrefix) {
-				t.Errorf("%s: AppArmor annotation %s in mode none", p.Name, k)
+				t.Errorf("%s: AppArmor annotation %s, want none", p.Name, k)
 			}
 		}
 		for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
 			if c.SecurityContext != nil && c.SecurityContext.AppArmorProfile != nil {
-				t.Errorf("%s %s: appArmorProfile %+v in mode none", p.Name, c.Name, c.SecurityContext.AppArmorProfile)
+				t.Errorf("%s %s: appArmorProfile %+v, want none", p.Name, c.Name, c.SecurityContext.AppArmorProfile)
 			}
 		}
 		if p.Spec.SecurityContext != nil && p.Spec.SecurityContext.AppArmorProfile != nil {
-			t.Errorf("%s: pod appArmorProfile in mode none", p.Name)
+			t.Errorf("%s: pod appArmorProfile %+v, want none", p.Name, p.Spec.SecurityContext.AppArmorProfile)
 		}
 	default:
-		t.Fatalf("no check for apparmor.mode %q", cfg.AppArmor.Mode)
+		t.Fatalf("no check for AppArmor setting %q", want)
 	}
 }
 

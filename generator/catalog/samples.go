@@ -67,10 +67,8 @@ func registryWorkspace(cfg *config.Config) []v1.WorkspaceBinding {
 
 func buildSample(cfg *config.Config) *v1.TaskRun {
 	a := cfg.Architectures[len(cfg.Architectures)-1]
-	sel := map[string]string{corev1.LabelArchStable: a.Name}
-	for k, v := range a.NodeSelector {
-		sel[k] = v
-	}
+	tpl := pipeline.ArchPodTemplate(a, cfg.PodAppArmor(a))
+	tpl.HostUsers = cfg.Build.HostUsers()
 	return &v1.TaskRun{
 		TypeMeta:   typeMeta("TaskRun"),
 		ObjectMeta: sampleMeta(cfg, tasks.BuildName+"-"+a.ID()),
@@ -85,7 +83,7 @@ func buildSample(cfg *config.Config) *v1.TaskRun {
 			},
 			Workspaces:         registryWorkspace(cfg),
 			ServiceAccountName: cfg.Example.ServiceAccount,
-			PodTemplate:        &pod.PodTemplate{NodeSelector: sel, Tolerations: a.Tolerations, HostUsers: cfg.Build.HostUsers()},
+			PodTemplate:        tpl,
 		},
 	}
 }

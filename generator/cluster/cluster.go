@@ -126,7 +126,7 @@ const (
 // AppArmor profile, written under /etc/apparmor.d and loaded with the node's
 // own apparmor_parser. apparmor is the AppArmor profile text, "" for none.
 func Loader(cfg *config.Config, seccompJSON []byte, apparmor string) (*corev1.ConfigMap, *appsv1.DaemonSet) {
-	withAppArmor := cfg.AppArmor.UsesAppArmor()
+	withAppArmor := cfg.LoadsAppArmorProfile()
 	data := map[string]string{loaderScriptKey: scripts.LoadNodeProfiles, loaderSeccompKey: string(seccompJSON)}
 	env := []corev1.EnvVar{
 		{Name: "SECCOMP_PROFILE", Value: cfg.Seccomp.Profile},

@@ -35,7 +35,7 @@ func TestLoader(t *testing.T) {
 			cfg := config.Default()
 			cfg.AppArmor.Mode = tc.mode
 			apparmor := ""
-			if cfg.AppArmor.UsesAppArmor() {
+			if cfg.LoadsAppArmorProfile() {
 				apparmor = "profile containerized-buildah {}\n"
 			}
 			cm, ds := Loader(cfg, []byte(seccompJSON), apparmor)
@@ -68,7 +68,7 @@ func TestLoader(t *testing.T) {
 			if !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || !slices.Equal(sc.Capabilities.Add, tc.wantCaps) {
 				t.Errorf("capabilities %+v, want all dropped and %v added", sc.Capabilities, tc.wantCaps)
 			}
-			if (sc.AppArmorProfile != nil) != cfg.AppArmor.UsesAppArmor() {
+			if (sc.AppArmorProfile != nil) != cfg.LoadsAppArmorProfile() {
 				t.Errorf("appArmorProfile %+v in mode %s", sc.AppArmorProfile, tc.mode)
 			}
 			if sc.Privileged != nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || !*sc.ReadOnlyRootFilesystem {

@@ -103,7 +103,56 @@ func ArchPolicy(cfg *config.Config) (*admissionv1beta1.MutatingAdmissionPolicy, 
 				"[JSONPatch{op: \"add\", path: \"/spec/tolerations\", value: " + tol.String() + "}]"},
 		})
 	}
+	if m := appArmorMutation(cfg); m != nil {
+		policy.Spec.Variables = append(policy.Spec.Variables, admissionv1beta1.Variable{Name: "hasAppArmor", Expression: m.has})
+		policy.Spec.Mutations = append(policy.Spec.Mutations, admissionv1beta1.Mutation{
+			PatchType: admissionv1beta1.PatchTypeJSONPatch,
+			JSONPatch: &admissionv1beta1.JSONPatch{Expression: "!variables.hasAppArmor ? [] :\n" +
+				"has(object.spec.securityContext) ?\n" +
+				"[JSONPatch{op: \"add\", path: \"/spec/securityContext/appArmorProfile\", value: " + m.profile + "}] :\n" +
+				"[JSONPatch{op: \"add\", path: \"/spec/securityContext\", value: Object.spec.securityContext{appArmorProfile: " + m.profile + "}}]"},
+		})
+	}
 	return policy, policyBinding(ArchPolicyName)
+}
+
+// appArmorPatch is the policy's AppArmor mutation: has, whether the pod's
+// platform gets a profile; profile, which (a CEL expression choosing by
+// platform, read only where has is true).
+type appArmorPatch struct{ has, profile string }
+
+// appArmorMutation is the pod-level AppArmor profile of each configured
+// platform, where the catalog's differ per architecture (the build steps
+// then name none, and a run pinned by this policy would get none); nil
+// where they do not. A platform whose setting is none gets nothing.
+func appArmorMutation(cfg *config.Config) *appArmorPatch {
+	var platforms, profiles []string
+	for _, a := range cfg.Architectures {
+		p := cfg.PodAppArmor(a)
+		if p == nil {
+			continue
+		}
+		platforms = append(platforms, quote(a.Platform()))
+		f := []string{"type: " + quote(string(p.Type))}
+		if p.LocalhostProfile != nil {
+			f = append(f, "localhostProfile: "+quote(*p.LocalhostProfile))
+		}
+		profiles = append(profiles, "Object.spec.securityContext.appArmorProfile{"+strings.Join(f, ", ")+"}")
+	}
+	if len(platforms) == 0 {
+		return nil
+	}
+	// The last platform's profile is the chain's else: has already said
+	// the platform is one of these.
+	var choice strings.Builder
+	for i := range platforms[:len(platforms)-1] {
+		fmt.Fprintf(&choice, "variables.platform == %s ? %s : ", platforms[i], profiles[i])
+	}
+	choice.WriteString(profiles[len(profiles)-1])
+	return &appArmorPatch{
+		has:     "variables.platform in [" + strings.Join(platforms, ", ") + "]",
+		profile: "(" + choice.String() + ")",
+	}
 }
 
 // podPolicy is a MutatingAdmissionPolicy of pods being created whose labels

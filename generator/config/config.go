@@ -163,6 +163,11 @@ type Build struct {
 type AppArmor struct {
 	Profile string `json:"profile"`
 	Mode    string `json:"mode"`
+	// Architectures sets, by architecture ID (arm64, arm-v7), which profile
+	// that architecture's builds ask for: one of the AppArmor settings. An
+	// architecture not listed gets AppArmorLocalhost, or AppArmorNone in the
+	// none mode.
+	Architectures map[string]string `json:"architectures,omitempty"`
 }
 
 // Seccomp names the Localhost seccomp profile the buildah steps run under
@@ -188,9 +193,25 @@ const (
 	AppArmorField      = "field"
 	AppArmorAnnotation = "annotation"
 	// AppArmorNone is for nodes whose kernel has no AppArmor: the kubelet
-	// refuses every pod that asks for a profile there.
+	// refuses every pod that asks for a profile there. It is also the
+	// per-architecture setting for such nodes.
 	AppArmorNone = "none"
 )
+
+// Per-architecture AppArmor settings (apparmor.architectures), besides
+// AppArmorNone.
+const (
+	// AppArmorLocalhost is the generated profile (apparmor.profile), which
+	// the node-profile loader loads on every node with AppArmor.
+	AppArmorLocalhost = "localhost"
+	// AppArmorRuntimeDefault is the container runtime's default profile: it
+	// denies mount, which buildah needs for its storage and RUN steps (the
+	// seed's finding), so builds with RUN steps fail under it.
+	AppArmorRuntimeDefault = "runtime-default"
+)
+
+// AppArmorSettings lists the per-architecture settings, as messages name them.
+var AppArmorSettings = []string{AppArmorLocalhost, AppArmorRuntimeDefault, AppArmorNone}
 
 // Storage modes (build.storage, the build Task's STORAGE param).
 const (
@@ -215,8 +236,96 @@ var StorageModes = []string{StorageAuto, StorageOverlay, StorageFuseOverlayfs, S
 // no /dev/fuse, so it must not keep builds off nodes without the plugin.
 func (b Build) NeedsFuse() bool { return b.Storage == StorageFuseOverlayfs }
 
-// UsesAppArmor says whether the build steps ask for the AppArmor profile.
-func (a AppArmor) UsesAppArmor() bool { return a.Mode != AppArmorNone }
+// AppArmorFor is the AppArmor setting of a's builds: apparmor.architectures'
+// entry for a, else the mode's default.
+func (c *Config) AppArmorFor(a Architecture) string {
+	if s, ok := c.AppArmor.Architectures[a.ID()]; ok {
+		return s
+	}
+	if c.AppArmor.Mode == AppArmorNone {
+		return AppArmorNone
+	}
+	return AppArmorLocalhost
+}
+
+// AppArmorUniform is the one setting every architecture has, and false where
+// they differ: then no Task step can name a profile (it would be every
+// architecture's), and each run's pod template names it per architecture
+// (PodAppArmor).
+func (c *Config) AppArmorUniform() (string, bool) {
+	if len(c.Architectures) == 0 {
+		return c.AppArmorFor(Architecture{}), true
+	}
+	first := c.AppArmorFor(c.Architectures[0])
+	for _, a := range c.Architectures[1:] {
+		if c.AppArmorFor(a) != first {
+			return "", false
+		}
+	}
+	return first, true
+}
+
+// LoadsAppArmorProfile says whether any architecture's builds ask for the
+// generated profile, so that the node-profile loader must load it.
+func (c *Config) LoadsAppArmorProfile() bool {
+	for _, a := range c.Architectures {
+		if c.AppArmorFor(a) == AppArmorLocalhost {
+			return true
+		}
+	}
+	return false
+}
+
+// appArmorProfile is the securityContext.appArmorProfile of a setting; nil
+// for none.
+func (c *Config) appArmorProfile(setting string) *corev1.AppArmorProfile {
+	switch setting {
+	case AppArmorLocalhost:
+		p := c.AppArmor.Profile
+		return &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeLocalhost, LocalhostProfile: &p}
+	case AppArmorRuntimeDefault:
+		return &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeRuntimeDefault}
+	}
+	return nil
+}
+
+// StepAppArmor is the buildah steps' own securityContext.appArmorProfile: in
+// the field mode, where every architecture has the same setting; else nil.
+func (c *Config) StepAppArmor() *corev1.AppArmorProfile {
+	s, uniform := c.AppArmorUniform()
+	if c.AppArmor.Mode != AppArmorField || !uniform {
+		return nil
+	}
+	return c.appArmorProfile(s)
+}
+
+// AppArmorAnnotationValue is the pre-1.30 annotation's value for the buildah
+// steps in the annotation mode ("localhost/<profile>" or "runtime/default");
+// "" where none is asked for.
+func (c *Config) AppArmorAnnotationValue() string {
+	s, uniform := c.AppArmorUniform()
+	if c.AppArmor.Mode != AppArmorAnnotation || !uniform {
+		return ""
+	}
+	switch s {
+	case AppArmorLocalhost:
+		return "localhost/" + c.AppArmor.Profile
+	case AppArmorRuntimeDefault:
+		return "runtime/default"
+	}
+	return ""
+}
+
+// PodAppArmor is the pod-level securityContext.appArmorProfile of a's build
+// pods, where the settings differ per architecture (the steps then name
+// none, and the run's taskRunSpec or the arch-pinning policy names a's);
+// nil where they do not, or a's is none.
+func (c *Config) PodAppArmor(a Architecture) *corev1.AppArmorProfile {
+	if _, uniform := c.AppArmorUniform(); uniform {
+		return nil
+	}
+	return c.appArmorProfile(c.AppArmorFor(a))
+}
 
 // Platform is the OCI platform string buildah takes, e.g. linux/arm/v7.
 func (a Architecture) Platform() string {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestDefault(t *testing.T) {
@@ -40,8 +41,8 @@ func TestSeccompAndAppArmorNoneAccepted(t *testing.T) {
 		if c.Seccomp.Profile != tc.profile || c.Seccomp.KubeletDir != tc.dir || c.AppArmor.Mode != tc.mode {
 			t.Errorf("%s: seccomp %+v, apparmor.mode %q", tc.yaml, c.Seccomp, c.AppArmor.Mode)
 		}
-		if got, want := c.AppArmor.UsesAppArmor(), tc.mode != AppArmorNone; got != want {
-			t.Errorf("%s: UsesAppArmor() = %v, want %v", tc.yaml, got, want)
+		if got, want := c.LoadsAppArmorProfile(), tc.mode != AppArmorNone; got != want {
+			t.Errorf("%s: LoadsAppArmorProfile() = %v, want %v", tc.yaml, got, want)
 		}
 	}
 }
@@ -127,6 +128,11 @@ func TestParseRejects(t *testing.T) {
 		{"bad resource", "build: {fuseResource: 'fuse device'}", "build.fuseResource", "not a resource name"},
 		{"resource without domain", "build: {fuseResource: fuse}", "build.fuseResource", "has no domain"},
 		{"reserved resource", "build: {fuseResource: kubernetes.io/fuse}", "build.fuseResource", "reserved"},
+		{"apparmor setting", "apparmor: {architectures: {arm64: unconfined}}", "apparmor.architectures.arm64", `"unconfined" is not a setting; use localhost`},
+		{"apparmor arch not configured", "apparmor: {architectures: {s390x: none}}", "apparmor.architectures.s390x", `"s390x" is not a configured architecture (architectures lists amd64, arm64`},
+		{"apparmor arm spelling", "architectures: [{name: arm, variant: v7}]\napparmor: {architectures: {arm/v7: none}}", "apparmor.architectures.arm/v7", "an arm variant is written arm-v7"},
+		{"apparmor profile in mode none", "apparmor: {mode: none, architectures: {amd64: localhost}}", "apparmor.architectures.amd64", "apparmor.mode none asks for none anywhere; set apparmor.mode: field"},
+		{"apparmor per arch by annotation", "apparmor: {mode: annotation, architectures: {arm64: none}}", "apparmor.mode", "annotation names one profile for every pod of a Task"},
 		{"storage mode", "build: {storage: btrfs}", "build.storage", `"btrfs" is not a storage mode; use auto (the kernel's overlay where it can serve, else fuse-overlayfs where /dev/fuse is, else vfs), overlay (the kernel's overlay: Linux >= 5.11, buildah >= 1.35), fuse-overlayfs (needs the fuse device plugin) or vfs`},
 		{"storage as the driver's name", "build: {storage: fuse}", "build.storage", "fuse-overlayfs (needs the fuse device plugin)"},
 		// The old field's overlay was fuse-overlayfs: the message names what to write.
@@ -229,3 +235,64 @@ func TestPinnedImageProblem(t *testing.T) {
 		}
 	}
 }
+
+// Per-architecture AppArmor: each architecture's setting, whether the Task
+// steps can name it (uniform) or each run's pod template must, and whether
+// the loader loads the profile.
+func TestAppArmorPerArchitecture(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       map[string]string // setting per architecture ID
+		uniform    bool
+		loads      bool
+		step       *corev1.AppArmorProfileType
+		annotation string
+	}{
+		{name: "default", yaml: "{}", want: map[string]string{"amd64": AppArmorLocalhost, "arm64": AppArmorLocalhost},
+			uniform: true, loads: true, step: ptr(corev1.AppArmorProfileTypeLocalhost)},
+		{name: "mode none", yaml: "apparmor: {mode: none}", want: map[string]string{"amd64": AppArmorNone, "arm64": AppArmorNone}, uniform: true},
+		{name: "seed's cluster", yaml: "apparmor: {architectures: {arm64: none}}", want: map[string]string{"amd64": AppArmorLocalhost, "arm64": AppArmorNone}, loads: true},
+		{name: "every arch listed alike is uniform", yaml: "apparmor: {architectures: {amd64: none, arm64: none}}", want: map[string]string{"amd64": AppArmorNone, "arm64": AppArmorNone}, uniform: true},
+		{name: "runtime default everywhere", yaml: "apparmor: {architectures: {amd64: runtime-default, arm64: runtime-default}}",
+			want: map[string]string{"amd64": AppArmorRuntimeDefault, "arm64": AppArmorRuntimeDefault}, uniform: true, step: ptr(corev1.AppArmorProfileTypeRuntimeDefault)},
+		{name: "annotation, uniform", yaml: "apparmor: {mode: annotation}", want: map[string]string{"amd64": AppArmorLocalhost, "arm64": AppArmorLocalhost},
+			uniform: true, loads: true, annotation: "localhost/containerized-buildah"},
+		{name: "annotation, runtime default", yaml: "apparmor: {mode: annotation, architectures: {amd64: runtime-default, arm64: runtime-default}}",
+			want: map[string]string{"amd64": AppArmorRuntimeDefault, "arm64": AppArmorRuntimeDefault}, uniform: true, annotation: "runtime/default"},
+		{name: "mode none, every arch none", yaml: "apparmor: {mode: none, architectures: {arm64: none}}", want: map[string]string{"amd64": AppArmorNone, "arm64": AppArmorNone}, uniform: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.yaml), "ok.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range c.Architectures {
+				if got := c.AppArmorFor(a); got != tc.want[a.ID()] {
+					t.Errorf("AppArmorFor(%s) = %q, want %q", a.ID(), got, tc.want[a.ID()])
+				}
+				pod := c.PodAppArmor(a)
+				if tc.uniform && pod != nil {
+					t.Errorf("PodAppArmor(%s) = %+v in a uniform configuration", a.ID(), pod)
+				}
+				if !tc.uniform && (pod == nil) != (tc.want[a.ID()] == AppArmorNone) {
+					t.Errorf("PodAppArmor(%s) = %+v for setting %s", a.ID(), pod, tc.want[a.ID()])
+				}
+			}
+			if _, uniform := c.AppArmorUniform(); uniform != tc.uniform {
+				t.Errorf("AppArmorUniform() = %v, want %v", uniform, tc.uniform)
+			}
+			if got := c.LoadsAppArmorProfile(); got != tc.loads {
+				t.Errorf("LoadsAppArmorProfile() = %v, want %v", got, tc.loads)
+			}
+			step := c.StepAppArmor()
+			if (step == nil) != (tc.step == nil) || step != nil && step.Type != *tc.step {
+				t.Errorf("StepAppArmor() = %+v, want type %v", step, tc.step)
+			}
+			if got := c.AppArmorAnnotationValue(); got != tc.annotation {
+				t.Errorf("AppArmorAnnotationValue() = %q, want %q", got, tc.annotation)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

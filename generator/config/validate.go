@@ -146,6 +146,7 @@ func (c *Config) Validate() []FieldError {
 	default:
 		add("apparmor.mode", "%q is not a mode; use field (Kubernetes >= 1.30), annotation (older clusters) or none (nodes without AppArmor)", c.AppArmor.Mode)
 	}
+	errs = append(errs, c.validateAppArmorArchitectures()...)
 	if msg := SeccompProfileProblem(c.Seccomp.Profile); msg != "" {
 		add("seccomp.profile", "%s", msg)
 	}
@@ -401,6 +402,41 @@ func validateResources(path string, r, merged corev1.ResourceRequirements) []Fie
 		if lim, ok := merged.Limits[k]; ok && req.Cmp(lim) > 0 {
 			add(path+".requests."+string(k), "%s is above the limit %s; a pod cannot request more than its limit: lower the request or raise limits.%s", req.String(), lim.String(), k)
 		}
+	}
+	return errs
+}
+
+// validateAppArmorArchitectures checks apparmor.architectures against the
+// configured architectures and the mode.
+func (c *Config) validateAppArmorArchitectures() []FieldError {
+	var errs []FieldError
+	ids := make([]string, 0, len(c.Architectures))
+	for _, a := range c.Architectures {
+		ids = append(ids, a.ID())
+	}
+	keys := make([]string, 0, len(c.AppArmor.Architectures))
+	for k := range c.AppArmor.Architectures {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, p := c.AppArmor.Architectures[k], "apparmor.architectures."+k
+		switch {
+		case !slices.Contains(ids, k):
+			errs = append(errs, FieldError{Path: p, Message: fmt.Sprintf("%q is not a configured architecture (architectures lists %s; an arm variant is written arm-v7); remove the entry or add the architecture", k, strings.Join(ids, ", "))})
+		case !slices.Contains(AppArmorSettings, v):
+			errs = append(errs, FieldError{Path: p, Message: fmt.Sprintf("%q is not a setting; use localhost (the profile apparmor.profile, which the node-profile loader loads), "+
+				"runtime-default (the container runtime's profile: it denies mount, so builds with RUN steps fail) or none (nodes whose kernel has no AppArmor)", v)})
+		case c.AppArmor.Mode == AppArmorNone && v != AppArmorNone:
+			errs = append(errs, FieldError{Path: p, Message: fmt.Sprintf("%s asks for a profile, but apparmor.mode none asks for none anywhere; set apparmor.mode: field (Kubernetes >= 1.30) and list the architectures without AppArmor here as none", v)})
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	if _, uniform := c.AppArmorUniform(); !uniform && c.AppArmor.Mode == AppArmorAnnotation {
+		errs = append(errs, FieldError{Path: "apparmor.mode", Message: "annotation names one profile for every pod of a Task, but apparmor.architectures gives the architectures different ones; " +
+			"use field (Kubernetes >= 1.30: each run's pod template names its architecture's), or the same setting for every architecture"})
 	}
 	return errs
 }

@@ -290,6 +290,40 @@ type RunOptions struct {
 	// HostUsers, if set, is every TaskRun pod's spec.hostUsers
 	// (build.userNamespaces: false).
 	HostUsers *bool
+	// AppArmor is each architecture's build pods' AppArmor profile, by
+	// architecture ID, where the catalog's differ per architecture
+	// (config.PodAppArmor): the Task's steps then name none.
+	AppArmor map[string]*corev1.AppArmorProfile
+}
+
+// PodAppArmor is RunOptions.AppArmor for cfg's architectures; nil where
+// the Task's steps name the profile themselves.
+func PodAppArmor(cfg *config.Config) map[string]*corev1.AppArmorProfile {
+	var m map[string]*corev1.AppArmorProfile
+	for _, a := range cfg.Architectures {
+		if p := cfg.PodAppArmor(a); p != nil {
+			if m == nil {
+				m = map[string]*corev1.AppArmorProfile{}
+			}
+			m[a.ID()] = p
+		}
+	}
+	return m
+}
+
+// ArchPodTemplate is the pod template that puts a build of a on a node of
+// a: kubernetes.io/arch plus a's extra labels, its tolerations, and its
+// AppArmor profile where the catalog's differ per architecture.
+func ArchPodTemplate(a config.Architecture, appArmor *corev1.AppArmorProfile) *pod.PodTemplate {
+	sel := map[string]string{corev1.LabelArchStable: a.Name}
+	for k, v := range a.NodeSelector {
+		sel[k] = v
+	}
+	t := &pod.PodTemplate{NodeSelector: sel, Tolerations: a.Tolerations}
+	if appArmor != nil {
+		t.SecurityContext = &corev1.PodSecurityContext{AppArmorProfile: appArmor.DeepCopy()}
+	}
+	return t
 }
 
 func (o RunOptions) pipelineRef(name string) *v1.PipelineRef {
@@ -313,6 +347,7 @@ func ExampleRunOptions(cfg *config.Config) RunOptions {
 		Cache:          cfg.Build.Cache,
 		Refs:           cfg,
 		HostUsers:      cfg.Build.HostUsers(),
+		AppArmor:       PodAppArmor(cfg),
 	}
 }
 
@@ -350,16 +385,9 @@ func PipelineRun(o RunOptions) *v1.PipelineRun {
 		pr.Spec.TaskRunTemplate.PodTemplate = &pod.PodTemplate{HostUsers: o.HostUsers}
 	}
 	for _, a := range o.Architectures {
-		sel := map[string]string{corev1.LabelArchStable: a.Name}
-		for k, v := range a.NodeSelector {
-			sel[k] = v
-		}
 		spec := v1.PipelineTaskRunSpec{
 			PipelineTaskName: BuildTask(a),
-			PodTemplate: &pod.PodTemplate{
-				NodeSelector: sel,
-				Tolerations:  a.Tolerations,
-			},
+			PodTemplate:      ArchPodTemplate(a, o.AppArmor[a.ID()]),
 		}
 		// Tekton merges a stepSpec over the Task's step key by key, as
 		// config.BuildResources does.

@@ -64,7 +64,17 @@ if [ "$enabled" != Y ]; then
 	else
 		why="AppArmor is disabled on this node (/sys/module/apparmor/parameters/enabled is $enabled)"
 	fi
-	echo "AppArmor profile $APPARMOR_PROFILE not loaded: $why ($(uname -m)). The kubelet refuses build pods that ask for it here. For nodes without AppArmor (RHEL, Fedora, Bottlerocket, Raspberry Pi OS), set apparmor.mode: none in the generator's configuration and regenerate; the seccomp profile still confines the build."
+	# The architecture as the generator's configuration names it (Go's).
+	machine=$(uname -m)
+	case $machine in
+	x86_64) arch=amd64 ;;
+	aarch64 | arm64) arch=arm64 ;;
+	armv7*) arch=arm-v7 ;;
+	armv6*) arch=arm-v6 ;;
+	i?86) arch=386 ;;
+	*) arch=$machine ;;
+	esac
+	echo "AppArmor profile $APPARMOR_PROFILE not loaded: $why ($machine). The kubelet refuses build pods that ask for it here. For nodes without AppArmor (RHEL, Fedora, Bottlerocket, Raspberry Pi OS), set apparmor.architectures.$arch: none in the generator's configuration (or apparmor.mode: none where no node has AppArmor) and regenerate; the seccomp profile still confines the build."
 	exit 0
 fi
 

@@ -130,6 +130,7 @@ func (o Options) Resolve(cfg *config.Config) (pipeline.RunOptions, error) {
 		Architectures:  archs,
 		Refs:           cfg,
 		HostUsers:      cfg.Build.HostUsers(),
+		AppArmor:       pipeline.PodAppArmor(cfg),
 	}, nil
 }
 

@@ -159,31 +159,28 @@ func hardened() *corev1.SecurityContext {
 // default plus what buildah's user namespace needs; RuntimeDefault, which a
 // kubelet with seccompDefault gives every container that names none, lets
 // no container without CAP_SYS_ADMIN create one) and, in the field mode,
-// the Localhost AppArmor profile that allows mount.
+// the AppArmor profile every architecture asks for (the Localhost one, which
+// allows mount). Where architectures differ, the step names none: the run's
+// pod template names its architecture's (config.PodAppArmor).
 func buildahSecurity(cfg *config.Config) *corev1.SecurityContext {
-	sc := &corev1.SecurityContext{
+	return &corev1.SecurityContext{
 		SeccompProfile: &corev1.SeccompProfile{
 			Type:             corev1.SeccompProfileTypeLocalhost,
 			LocalhostProfile: ptr(cfg.Seccomp.Profile),
 		},
+		AppArmorProfile: cfg.StepAppArmor(),
 	}
-	if cfg.AppArmor.Mode == config.AppArmorField {
-		sc.AppArmorProfile = &corev1.AppArmorProfile{
-			Type:             corev1.AppArmorProfileTypeLocalhost,
-			LocalhostProfile: ptr(cfg.AppArmor.Profile),
-		}
-	}
-	return sc
 }
 
 // appArmorAnnotations names the profile of each buildah step in the
 // annotation mode; Tekton copies a Task's annotations to its pods.
 func appArmorAnnotations(cfg *config.Config, t *v1.Task, steps ...string) {
-	if cfg.AppArmor.Mode != config.AppArmorAnnotation {
+	v := cfg.AppArmorAnnotationValue()
+	if v == "" {
 		return
 	}
 	for _, s := range steps {
-		t.Annotations[AppArmorAnnotationPrefix+StepContainer(s)] = "localhost/" + cfg.AppArmor.Profile
+		t.Annotations[AppArmorAnnotationPrefix+StepContainer(s)] = v
 	}
 }
 

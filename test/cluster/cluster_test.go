@@ -523,7 +523,7 @@ func (s *stack) driveToSuccess(t testing.TB, r *prRun) {
 	}
 
 	mpod := r.waitPod(t, manifest)
-	checkSecurity(t, c, mpod, "step-manifest")
+	checkSecurity(t, c, mpod, "step-manifest", appArmorOfManifest(c))
 	index := fakeDigest("index")
 	imagesResult := strings.Join(wantImages, ",")
 	r.finish(t, mpod, manifestOutcomes(c.cfg.Example.Image, index, imagesResult))
@@ -595,7 +595,7 @@ func checkBuildPod(t testing.TB, c catalog, pod *corev1.Pod, arch string) {
 	if !c.cfg.Build.NeedsFuse() && ok {
 		t.Errorf("build-%s step-build limits %v: %s with build.storage %s", arch, build.Resources.Limits, c.cfg.Build.FuseResource, c.cfg.Build.Storage)
 	}
-	checkSecurity(t, c, pod, "step-build")
+	checkSecurity(t, c, pod, "step-build", c.cfg.AppArmorFor(a))
 	if pod.Spec.ServiceAccountName != c.cfg.Example.ServiceAccount {
 		t.Errorf("build-%s pod serviceAccountName %q, want %q", arch, pod.Spec.ServiceAccountName, c.cfg.Example.ServiceAccount)
 	}
@@ -625,9 +625,11 @@ func architecture(t testing.TB, c catalog, id string) config.Architecture {
 	return config.Architecture{}
 }
 
-// checkSecurity: the AppArmor profile on container as the configuration's
-// mode asks for it, and no privileged container in the pod.
-func checkSecurity(t testing.TB, c catalog, pod *corev1.Pod, ctrName string) {
+// checkSecurity: the catalog's seccomp profile on container, the AppArmor
+// profile the setting want asks for (config.AppArmorFor of the pod's
+// architecture; the manifest's is appArmorOfManifest), and no privileged
+// container in the pod.
+func checkSecurity(t testing.TB, c catalog, pod *corev1.Pod, ctrName, want string) {
 	t.Helper()
 	for _, ctr := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
 		if sc := ctr.SecurityContext; sc != nil && sc.Privileged != nil && *sc.Privileged {
@@ -651,31 +653,64 @@ func checkSecurity(t testing.TB, c catalog, pod *corev1.Pod, ctrName string) {
 	if want := string(corev1.SeccompProfileTypeLocalhost) + "/" + c.cfg.Seccomp.Profile; seccomp != want {
 		t.Errorf("pod %s %s: securityContext.seccompProfile %q, want %q", pod.Name, ctrName, seccomp, want)
 	}
-	profile := c.cfg.AppArmor.Profile
-	var field string
-	if sc := ctr.SecurityContext; sc != nil && sc.AppArmorProfile != nil {
-		field = string(sc.AppArmorProfile.Type)
-		if sc.AppArmorProfile.LocalhostProfile != nil {
-			field += "/" + *sc.AppArmorProfile.LocalhostProfile
+	checkAppArmor(t, c, pod, ctrName, want)
+}
+
+// checkAppArmor: container's AppArmor profile is the one the setting want
+// asks for, as the pod the API server stored has it: the container's own
+// field in the field mode, the pod's where the architectures' settings
+// differ (the run's taskRunSpec or the arch-pinning policy put it there),
+// the annotation, synced to the field by the API server, in the annotation
+// mode; none: no AppArmor anywhere.
+func checkAppArmor(t testing.TB, c catalog, pod *corev1.Pod, ctrName, want string) {
+	t.Helper()
+	ctr := container(pod, ctrName)
+	if ctr == nil {
+		t.Errorf("pod %s has no container %s", pod.Name, ctrName)
+		return
+	}
+	show := func(p *corev1.AppArmorProfile) string {
+		if p == nil {
+			return ""
 		}
+		s := string(p.Type)
+		if p.LocalhostProfile != nil {
+			s += "/" + *p.LocalhostProfile
+		}
+		return s
+	}
+	var field, podField string
+	if sc := ctr.SecurityContext; sc != nil {
+		field = show(sc.AppArmorProfile)
+	}
+	if pod.Spec.SecurityContext != nil {
+		podField = show(pod.Spec.SecurityContext.AppArmorProfile)
 	}
 	annKey := corev1.DeprecatedAppArmorBetaContainerAnnotationKeyPrefix + ctrName
 	ann := pod.Annotations[annKey]
-	wantField := string(corev1.AppArmorProfileTypeLocalhost) + "/" + profile
-	switch c.cfg.AppArmor.Mode {
-	case config.AppArmorNone:
-		if field != "" || ann != "" {
-			t.Errorf("pod %s %s: AppArmor field %q, annotation %q with apparmor.mode none", pod.Name, ctrName, field, ann)
+	wantField := map[string]string{
+		config.AppArmorLocalhost:      string(corev1.AppArmorProfileTypeLocalhost) + "/" + c.cfg.AppArmor.Profile,
+		config.AppArmorRuntimeDefault: string(corev1.AppArmorProfileTypeRuntimeDefault),
+	}[want]
+	_, uniform := c.cfg.AppArmorUniform()
+	switch {
+	case want == config.AppArmorNone:
+		if field != "" || podField != "" || ann != "" {
+			t.Errorf("pod %s %s: AppArmor field %q, pod field %q, annotation %q, want none", pod.Name, ctrName, field, podField, ann)
 		}
-	case config.AppArmorField:
+	case !uniform:
+		if podField != wantField || field != "" {
+			t.Errorf("pod %s %s: pod securityContext.appArmorProfile %q and the container's %q, want the pod's %q (per-architecture AppArmor)", pod.Name, ctrName, podField, field, wantField)
+		}
+	case c.cfg.AppArmor.Mode == config.AppArmorField:
 		if field != wantField {
 			t.Errorf("pod %s %s: securityContext.appArmorProfile %q, want %q", pod.Name, ctrName, field, wantField)
 		}
 		if ann != "" {
 			t.Errorf("pod %s: annotation %s=%q in field mode", pod.Name, annKey, ann)
 		}
-	case config.AppArmorAnnotation:
-		if want := "localhost/" + profile; ann != want {
+	case c.cfg.AppArmor.Mode == config.AppArmorAnnotation:
+		if want := c.cfg.AppArmorAnnotationValue(); ann != want {
 			t.Errorf("pod %s: annotation %s = %q, want %q", pod.Name, annKey, ann, want)
 		}
 		// The API server copies a container's annotation to its field, so
@@ -684,6 +719,15 @@ func checkSecurity(t testing.TB, c catalog, pod *corev1.Pod, ctrName string) {
 			t.Errorf("pod %s %s: securityContext.appArmorProfile %q after the API server's annotation sync, want %q", pod.Name, ctrName, field, wantField)
 		}
 	}
+}
+
+// appArmorOfManifest is the manifest pod's AppArmor setting: every
+// architecture's where they agree, else none (it may land on any node).
+func appArmorOfManifest(c catalog) string {
+	if s, uniform := c.cfg.AppArmorUniform(); uniform {
+		return s
+	}
+	return config.AppArmorNone
 }
 
 func container(pod *corev1.Pod, name string) *corev1.Container {

@@ -69,6 +69,7 @@ example:
 		s.applyPolicy(t, v)
 		s.driveToSuccess(t, s.tknStart(t, v))
 	})
+	t.Run("per-arch-apparmor", func(t *testing.T) { s.perArchAppArmor(t, c) })
 	t.Run("no-node-pending", func(t *testing.T) { s.noNodePending(t, c) })
 	t.Run("tkn-matrix-pipeline", func(t *testing.T) {
 		// The README's command: the configured platforms.

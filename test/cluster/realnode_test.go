@@ -329,7 +329,7 @@ func (s *stack) loaderWithoutAppArmor(t testing.TB) {
 	for _, want := range []string{
 		"installed seccomp profile " + c.cfg.Seccomp.Profile,
 		"AppArmor profile " + c.cfg.AppArmor.Profile + " not loaded: this node's kernel has no AppArmor",
-		"set apparmor.mode: none",
+		"set apparmor.architectures.amd64: none",
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("the loader's log has no %q", want)
