@@ -539,13 +539,42 @@ bud_failed() {
 	if [ "$(oom_kills)" -gt "$oom_kills_before" ]; then
 		die "buildah bud failed for $PLATFORM: the build ran out of memory (a process of it was OOMKilled at this container's memory limit, $mem_limit_said): raise build.resources.limits.memory or architectures[].resources.limits.memory in the generator's configuration, or this run's taskRunSpecs[].stepSpecs[] (name: build) computeResources"
 	fi
+	if memfd_busy; then
+		die "buildah bud failed for $PLATFORM: buildah could not re-execute itself ('sealing memfd copy: Device or resource busy') in $((memfd_retries + 1)) attempts: the kernel kept refusing to seal its in-memory copy of its binary; this is the node's load, not the Dockerfile: run again"
+	fi
 	die "buildah bud failed for $PLATFORM (its output is above)"
 }
+# memfd_busy says whether a failed build died in buildah's re-exec of
+# itself rather than in the Dockerfile. For each RUN (chroot isolation), and
+# at start where it makes a user namespace, buildah re-executes itself
+# through containers/storage's pkg/unshare, which copies its own binary into
+# a memfd and seals it (F_SEAL_WRITE) unless it can bind-mount it read-only,
+# which it tries only when it makes a mount namespace: the RUN's first
+# re-exec makes none, so every RUN makes a copy. The kernel refuses that seal
+# with EBUSY while a page of the copy is briefly held elsewhere, which a
+# loaded node can do; the process exits 1 with this line before the RUN's
+# command starts, and buildah fails the build at that step. containers/storage has no retry there (checked: 1.43.0 in Debian's
+# buildah 1.28.2, 1.58.0 in buildah v1.40.1, 1.59.1, go.podman.io/storage
+# 1.65.1). Only this line is matched: any other failure is the build's own
+# and is not retried.
+memfd_busy() {
+	grep -Fq 'sealing memfd copy: Device or resource busy' "$tmp/bud.log"
+}
+memfd_retries=2
 # bud ARGS... builds, its output also in bud.log; bud.status has its exit code.
+# A build that failed only in buildah's memfd seal (memfd_busy) goes again, up
+# to memfd_retries times, saying so.
 bud() {
-	echo 0 >"$tmp/bud.status"
-	{ build "$@" 2>&1 || echo "$?" >"$tmp/bud.status"; } | tee "$tmp/bud.log"
-	[ "$(cat "$tmp/bud.status")" = 0 ]
+	retry=0
+	while :; do
+		echo 0 >"$tmp/bud.status"
+		{ build "$@" 2>&1 || echo "$?" >"$tmp/bud.status"; } | tee "$tmp/bud.log"
+		[ "$(cat "$tmp/bud.status")" != 0 ] || return 0
+		[ "$retry" -lt "$memfd_retries" ] && memfd_busy || return 1
+		retry=$((retry + 1))
+		echo "warning: buildah failed to re-execute itself (above: 'sealing memfd copy: Device or resource busy', the kernel refused to seal buildah's in-memory copy of its binary while the node was busy), not in a Dockerfile step: building again (retry $retry of $memfd_retries)"
+		sleep 1
+	done
 }
 echo "building $push_ref for $PLATFORM on a linux/$node node (storage: $storage)${TARGET:+, stage $TARGET}"
 if [ -z "$cache_repo" ]; then
