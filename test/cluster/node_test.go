@@ -301,7 +301,13 @@ func (s *stack) writeContainerdConfig(t testing.TB, n *realNode) {
 }
 
 // importImages loads every image archive into containerd's k8s.io
-// namespace, where the kubelet finds them: nothing is ever pulled.
+// namespace, where the kubelet finds them: nothing is ever pulled. Each
+// archive holds one reference, an OCI image index of linux/amd64 and
+// linux/arm64 (the one reference both architectures' nodes run): ctr
+// imports it under that reference, the index as its target, and unpacks the
+// node's own platform, as a pull of a multi-arch reference does. The check
+// below fails the test if an image's reference is not the index
+// build-images.sh recorded.
 func (n *realNode) importImages(t testing.TB) {
 	t.Helper()
 	archives, err := filepath.Glob(filepath.Join(n.images.Dir, "*.tar"))
@@ -335,18 +341,37 @@ func (n *realNode) importImages(t testing.TB) {
 	if err != nil {
 		t.Fatalf("ctr images ls: %v\n%s", err, list)
 	}
+	imported := map[string]string{} // ref -> its target's digest
 	for _, line := range strings.Split(list, "\n")[1:] {
 		f := strings.Fields(line)
 		// Not the image-ID names (sha256:...) containerd's CRI adds.
 		if len(f) < 3 || !strings.Contains(f[0], "/") || strings.Contains(f[0], "@") || !strings.HasPrefix(f[2], "sha256:") {
 			continue
 		}
+		imported[f[0]] = f[2]
 		repo := f[0]
 		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
 			repo = repo[:i]
 		}
 		if out, err := ctr("tag", "--local", "--force", f[0], repo+"@"+f[2]); err != nil {
 			t.Fatalf("ctr images tag %s %s@%s: %v\n%s", f[0], repo, f[2], err, out)
+		}
+	}
+	// By reference: NODE_PROFILE_LOADER_IMAGE is SHELL_IMAGE's.
+	index := map[string]string{}
+	for _, name := range n.images.Images() {
+		if d := n.images.Digest(name, ""); d != "" {
+			index[n.images.Ref(t, name)] = d
+		}
+	}
+	for _, name := range n.images.Images() {
+		ref := n.images.Ref(t, name)
+		want, ok := index[ref]
+		if !ok {
+			t.Fatalf("%s/images.env has no digest of %s (%s): rebuild the images (test/cluster/build-images.sh)", n.images.Dir, name, ref)
+		}
+		if got := imported[ref]; got != want {
+			t.Fatalf("containerd has %s (%s) as %q, want its index %s:\n%s", ref, name, got, want, list)
 		}
 	}
 }

@@ -109,7 +109,7 @@ cluster:
   nodeProfileLoaderImage: %s
 example:
   namespace: %s
-`, im.Ref(t, "GITSYNC_IMAGE"), im.Ref(t, "BUILDAH_IMAGE"), im.Ref(t, "SYFT_IMAGE"), im.Ref(t, "CRANE_IMAGE"), im.Ref(t, "SHELL_IMAGE"), namespace) + extra
+`, im.Ref(t, "GITSYNC_IMAGE"), im.Ref(t, "BUILDAH_IMAGE"), im.Ref(t, "SYFT_IMAGE"), im.Ref(t, "CRANE_IMAGE"), im.Ref(t, "NODE_PROFILE_LOADER_IMAGE"), namespace) + extra
 }
 
 // TestRealNode runs the catalog's pods in a real container runtime: a
@@ -304,7 +304,7 @@ func checkStorageLine(t testing.TB, s *stack, r *prRun, re string) {
 // profile anyway, and keep running rather than crash-loop.
 func (s *stack) loaderWithoutAppArmor(t testing.TB) {
 	const ns = "node-profiles-apparmor"
-	c := generateVariant(t, s.repo, fmt.Sprintf("cluster:\n  namespace: %s\n  nodeProfileLoaderImage: %s\n", ns, s.images.Ref(t, "SHELL_IMAGE")))
+	c := generateVariant(t, s.repo, fmt.Sprintf("cluster:\n  namespace: %s\n  nodeProfileLoaderImage: %s\n", ns, s.images.Ref(t, "NODE_PROFILE_LOADER_IMAGE")))
 	if out, err := s.kubectl(t, c.dir, "create", "namespace", ns); err != nil {
 		t.Fatalf("kubectl create namespace %s: %v\n%s", ns, err, out)
 	}

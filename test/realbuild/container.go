@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -242,6 +243,31 @@ func (n *NodeImages) Ref(tb testing.TB, name string) string {
 		tb.Fatalf("%s/images.env has no %s", n.Dir, name)
 	}
 	return r
+}
+
+// Digest is an image's digest as build-images.sh recorded it (by
+// test/archcheck): with arch "", its reference's, the OCI image index of all
+// its platforms; with "amd64" or "arm64", that platform's image manifest.
+// It is "" if images.env has none.
+func (n *NodeImages) Digest(name, arch string) string {
+	k := name + "_DIGEST"
+	if arch != "" {
+		k += "_" + strings.ToUpper(arch)
+	}
+	return n.refs[k]
+}
+
+// Images are the images.env names of the images (ENTRYPOINT_IMAGE, ...),
+// sorted.
+func (n *NodeImages) Images() []string {
+	var names []string
+	for k := range n.refs {
+		if strings.HasSuffix(k, "_IMAGE") {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // Archive is an image's archive: BUILDAH_IMAGE -> <dir>/buildah.tar.
