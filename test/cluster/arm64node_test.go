@@ -1,0 +1,431 @@
+package cluster
+
+import (
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/tekton-multiarch/tekton-multiarch/test/realbuild"
+)
+
+// The arm64 node: Debian's arm64 kernel, containerd 1.6, runc 1.1 and a
+// kubelet v1.35.4 built for arm64 (build-arm64-node.sh), in a machine
+// qemu-system-aarch64 emulates in full (TCG), running inside the stack's
+// network namespace. The machine's virtio NIC is a tap device on a bridge of
+// its own there (arm64Bridge, arm64HostIP/24): the API server reaches the
+// kubelet at arm64GuestIP:10250 (logs, exec), and the kubelet reaches the API
+// server, which listens on 127.0.0.1 only, through a TCP relay the test runs
+// on arm64HostIP:6443. The node's pods have a CNI bridge inside the guest
+// (arm64PodCIDR); the namespace routes that subnet to the guest, so pods
+// reach the services on the amd64 node's bridge (bridgeIP) with their own
+// addresses, and nothing is masqueraded.
+const (
+	arm64NodeName   = "real-arm64"
+	arm64Bridge     = "armbr0"
+	arm64Tap        = "armtap0"
+	arm64HostIP     = "10.89.0.1"
+	arm64GuestIP    = "10.89.0.2"
+	arm64PodCIDR    = "10.90.0.0/24"
+	arm64PodGateway = "10.90.0.1"
+
+	// envArm64Node names a directory as build-arm64-node.sh makes it
+	// instead of asking the script; envArm64Images a directory of image
+	// archives (and images.env) for the node instead of the script's own
+	// starting set.
+	envArm64Node   = "TEKTON_MULTIARCH_ARM64_NODE"
+	envArm64Images = "TEKTON_MULTIARCH_ARM64_IMAGES"
+)
+
+// arm64NodeProvider boots the arm64 machine once and waits for its node.
+type arm64NodeProvider struct {
+	// images is a directory of OCI archives (*.tar, any platforms: each is
+	// imported with --all-platforms) and an images.env naming at least
+	// PAUSE_IMAGE; empty: envArm64Images, else the node directory's images/.
+	images string
+	// seccompDefault is the kubelet's seccompDefault.
+	seccompDefault bool
+	// seccompProfiles are copied into the node's /var/lib/kubelet/seccomp
+	// (the Localhost profiles' directory).
+	seccompProfiles []string
+	node            *arm64Node
+}
+
+// arm64Node is the running machine.
+type arm64Node struct {
+	dir    string // build-arm64-node.sh's directory
+	work   string
+	images *realbuild.NodeImages
+	qemu   *proc
+	// ready is how long the node took from QEMU's start to Ready.
+	ready time.Duration
+	logs  map[string]string // containerd, kubelet: the guest's logs, as QEMU writes them
+}
+
+func (p *arm64NodeProvider) startNodes(t testing.TB, s *stack) { p.node = s.startArm64Node(t, p) }
+
+// arm64NodeDir finds build-arm64-node.sh's directory for the current
+// sources, failing (naming the command) when it is not built.
+func arm64NodeDir(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv(envArm64Node)
+	if dir == "" {
+		out, err := exec.Command("./build-arm64-node.sh", "--dir").Output()
+		if err != nil {
+			t.Fatalf("test/cluster/build-arm64-node.sh --dir: %v", err)
+		}
+		dir = strings.TrimSpace(string(out))
+	}
+	for _, f := range []string{"Image", "initrd.gz", "rootfs.img", "images/images.env"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("the arm64 node is not built (%v): run test/cluster/build-arm64-node.sh", err)
+		}
+	}
+	return dir
+}
+
+// startArm64Node boots the machine and waits until its kubelet reports the
+// node Ready with kubernetes.io/arch=arm64. QEMU is stopped by PID, the tap,
+// bridge and relay removed, in t's cleanup, also on failure.
+func (s *stack) startArm64Node(t testing.TB, p *arm64NodeProvider) *arm64Node {
+	t.Helper()
+	for tool, pkg := range map[string]string{"qemu-system-aarch64": "qemu-system-arm", "mkfs.ext4": "e2fsprogs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the arm64 node needs %s: apt-get install -y --no-install-recommends %s", tool, pkg)
+		}
+	}
+	n := &arm64Node{dir: arm64NodeDir(t), work: filepath.Join(s.work, "arm64-node"), logs: map[string]string{}}
+	imagesDir := p.images
+	if imagesDir == "" {
+		imagesDir = os.Getenv(envArm64Images)
+	}
+	if imagesDir == "" {
+		imagesDir = filepath.Join(n.dir, "images")
+	}
+	n.images = realbuild.ReadNodeImages(t, imagesDir)
+	cfgDir := filepath.Join(n.work, "config")
+	for _, d := range []string{"cni", "seccomp", "images"} {
+		if err := os.MkdirAll(filepath.Join(cfgDir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.arm64Network(t)
+	s.arm64APIRelay(t)
+	s.writeArm64Config(t, p, n, cfgDir)
+	cfgImg := filepath.Join(n.work, "config.img")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-O", "^has_journal", "-L", "arm64config", "-d", cfgDir, cfgImg,
+		fmt.Sprintf("%dM", dirMB(t, cfgDir)+64)).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4 of the arm64 node's config disk: %v\n%s", err, out)
+	}
+
+	port := func(name string) []string {
+		n.logs[name] = filepath.Join(s.logDir, "arm64-"+name+".log")
+		return []string{"-chardev", fmt.Sprintf("file,id=%s,path=%s", name, n.logs[name]),
+			"-device", fmt.Sprintf("virtserialport,bus=vs.0,chardev=%s,name=%s", name, name)}
+	}
+	argv := []string{"qemu-system-aarch64", "-M", "virt", "-cpu", "max,pauth-impdef=on", "-smp", "2", "-m", "3072",
+		"-accel", "tcg,thread=multi", "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+		"-kernel", filepath.Join(n.dir, "Image"), "-initrd", filepath.Join(n.dir, "initrd.gz"),
+		"-append", "console=ttyAMA0 rdinit=/init panic=-1 loglevel=4",
+		// snapshot=on: the guest's writes go to a temporary file of QEMU's
+		// (in TMPDIR, the node's work directory), never to the cached image.
+		"-drive", "file=" + filepath.Join(n.dir, "rootfs.img") + ",if=none,format=raw,id=root,snapshot=on",
+		"-device", "virtio-blk-pci,drive=root",
+		"-drive", "file=" + cfgImg + ",if=none,format=raw,id=config,readonly=on",
+		"-device", "virtio-blk-pci,drive=config",
+		"-netdev", "tap,id=n0,ifname=" + arm64Tap + ",script=no,downscript=no",
+		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:89:00:02",
+		"-device", "virtio-rng-pci",
+		"-device", "virtio-serial-pci,id=vs"}
+	argv = append(argv, port("containerd")...)
+	argv = append(argv, port("kubelet")...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, name := range []string{"containerd", "kubelet"} {
+				t.Logf("---- last lines of %s ----\n%s", n.logs[name], tail(n.logs[name], 40))
+			}
+		}
+	})
+	t0 := time.Now()
+	n.qemu = s.start(t, "arm64-qemu", []string{"TMPDIR=" + n.work}, argv...)
+	n.qemu.grace = 5 * time.Second
+	s.waitFor(t, "node "+arm64NodeName+" Ready (arm64, emulated)", 15*time.Minute, func(ctx context.Context) (bool, error) {
+		node, err := s.kube.CoreV1().Nodes().Get(ctx, arm64NodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		if a := node.Labels["kubernetes.io/arch"]; a != "arm64" || node.Status.NodeInfo.Architecture != "arm64" {
+			t.Fatalf("node %s registered with kubernetes.io/arch=%q, architecture %q: want arm64", arm64NodeName, a, node.Status.NodeInfo.Architecture)
+		}
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.Status == corev1.ConditionTrue, fmt.Errorf("node %s: Ready=%s: %s", arm64NodeName, c.Status, c.Message)
+			}
+		}
+		return false, fmt.Errorf("node %s has no Ready condition yet", arm64NodeName)
+	})
+	n.ready = time.Since(t0)
+	t.Logf("arm64 node %s Ready %s after QEMU started", arm64NodeName, n.ready.Round(100*time.Millisecond))
+	return n
+}
+
+// arm64Network makes the machine's bridge and tap device in the stack's
+// namespace and routes the node's pod subnet to it. They go with the
+// namespace too; the cleanup removes them first, so a stack that lives on
+// (a provider started in a subtest) keeps nothing of the node.
+func (s *stack) arm64Network(t testing.TB) {
+	t.Helper()
+	ip := func(args ...string) error {
+		out, err := exec.Command("ip", append([]string{"-n", s.nsName}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ip -n %s %s: %v\n%s", s.nsName, strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	t.Cleanup(func() {
+		// Deleting the bridge takes the route with it.
+		for _, dev := range []string{arm64Tap, arm64Bridge} {
+			if err := ip("link", "delete", dev); err != nil {
+				t.Errorf("removing the arm64 node's %s: %v", dev, err)
+			}
+		}
+	})
+	for _, args := range [][]string{
+		{"link", "add", arm64Bridge, "type", "bridge"},
+		{"addr", "add", arm64HostIP + "/24", "dev", arm64Bridge},
+		{"link", "set", arm64Bridge, "up"},
+		{"tuntap", "add", "dev", arm64Tap, "mode", "tap"},
+		{"link", "set", arm64Tap, "master", arm64Bridge},
+		{"link", "set", arm64Tap, "up"},
+		{"route", "add", arm64PodCIDR, "via", arm64GuestIP, "dev", arm64Bridge},
+	} {
+		if err := ip(args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The amd64 node's bridge, where the node's services listen: made here
+	// when that node is not part of the stack.
+	if err := ip("link", "show", bridgeName); err != nil {
+		s.bridge(t)
+	}
+}
+
+// arm64APIRelay relays arm64HostIP:6443 to the API server on 127.0.0.1:6443
+// inside the namespace: the kubelet in the machine cannot reach the
+// namespace's loopback.
+func (s *stack) arm64APIRelay(t testing.TB) {
+	t.Helper()
+	ln, err := netnsListen(s.nsPath, "tcp", net.JoinHostPort(arm64HostIP, "6443"))
+	if err != nil {
+		t.Fatalf("listening for the arm64 node's API server relay: %v", err)
+	}
+	dial := netnsDialer(s.nsPath)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	track := func(c net.Conn, add bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if add {
+			conns[c] = true
+		} else {
+			delete(conns, c)
+		}
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := dial(context.Background(), "tcp", "127.0.0.1:6443")
+			if err != nil {
+				in.Close()
+				continue
+			}
+			track(in, true)
+			track(out, true)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				done := make(chan struct{}, 2)
+				cp := func(dst, src net.Conn) { _, _ = io.Copy(dst, src); done <- struct{}{} }
+				go cp(out, in)
+				go cp(in, out)
+				<-done
+				in.Close()
+				out.Close()
+				<-done
+				track(in, false)
+				track(out, false)
+			}()
+		}
+	}()
+}
+
+// writeArm64Config writes what the config disk carries: node-init's
+// settings, containerd's and the kubelet's configuration, the node's
+// credentials, the CNI network, seccomp profiles and the image archives.
+func (s *stack) writeArm64Config(t testing.TB, p *arm64NodeProvider, n *arm64Node, dir string) {
+	t.Helper()
+	args := strings.Join([]string{
+		"--hostname-override=" + arm64NodeName,
+		"--node-ip=" + arm64GuestIP,
+		"--node-labels=type=real-arm64",
+		"--register-with-taints=" + realNodeTaintKey + "=true:NoSchedule",
+		"--v=2",
+	}, " ")
+	write(t, filepath.Join(dir, "config.env"), []byte(fmt.Sprintf("ARM64_NODE_NAME=%s\nARM64_NODE_IP=%s\nARM64_NODE_GATEWAY=%s\nKUBELET_ARGS=%q\n",
+		arm64NodeName, arm64GuestIP, arm64HostIP, args)))
+	// Debian's containerd 1.6.20 in a machine whose root has every
+	// capability: runc can set the sandbox's oom_score_adj, so CRI's
+	// restrict_oom_score_adj (the amd64 node's) is not needed. AppArmor is
+	// on: containerd loads its default profile (cri-containerd.apparmor.d)
+	// with apparmor_parser for every container that asks for none.
+	write(t, filepath.Join(dir, "containerd.toml"), []byte(fmt.Sprintf(`version = 2
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %q
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "/etc/cni/net.d"
+`, n.images.Ref(t, "PAUSE_IMAGE"))))
+	write(t, filepath.Join(dir, "cni", "10-arm64.conflist"), []byte(fmt.Sprintf(`{
+  "cniVersion": "1.0.0",
+  "name": "tekton-multiarch-arm64",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": %q, "gateway": %q}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    }
+  ]
+}
+`, arm64PodCIDR, arm64PodGateway)))
+	// The guest mounts cgroup2 (unified): no failCgroupV1 here, so a
+	// machine that came up on v1 fails loudly.
+	write(t, filepath.Join(dir, "kubelet.yaml"), []byte(fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: %s
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+# Only the API server, inside the test's network namespace, reaches this port.
+authentication:
+  anonymous:
+    enabled: true
+  webhook:
+    enabled: false
+authorization:
+  mode: AlwaysAllow
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+cgroupDriver: cgroupfs
+failSwapOn: false
+seccompDefault: %t
+serializeImagePulls: false
+# Under emulation every runtime call is slow.
+runtimeRequestTimeout: 10m
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: "1Mi"
+  nodefs.available: "0%%"
+  imagefs.available: "0%%"
+  nodefs.inodesFree: "0%%"
+resolvConf: ""
+`, arm64GuestIP, p.seccompDefault)))
+	crt, key := s.pki.sign(30, pkix.Name{CommonName: "system:node:" + arm64NodeName, Organization: []string{"system:nodes"}},
+		x509.ExtKeyUsageClientAuth, nil, nil)
+	kc := clientcmdapi.NewConfig()
+	// The relay's address; the API server's certificate is for 127.0.0.1.
+	kc.Clusters["cluster-test"] = &clientcmdapi.Cluster{Server: "https://" + net.JoinHostPort(arm64HostIP, "6443"),
+		CertificateAuthorityData: s.pki.caPEM, TLSServerName: "127.0.0.1"}
+	kc.AuthInfos["node"] = &clientcmdapi.AuthInfo{ClientCertificateData: crt, ClientKeyData: key}
+	kc.Contexts["node"] = &clientcmdapi.Context{Cluster: "cluster-test", AuthInfo: "node"}
+	kc.CurrentContext = "node"
+	if err := clientcmd.WriteToFile(*kc, filepath.Join(dir, "kubelet.kubeconfig")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range p.seccompProfiles {
+		linkOrCopy(t, f, filepath.Join(dir, "seccomp", filepath.Base(f)))
+	}
+	archives, _ := filepath.Glob(filepath.Join(n.images.Dir, "*.tar"))
+	if len(archives) == 0 {
+		t.Fatalf("no image archives in %s", n.images.Dir)
+	}
+	for _, a := range archives {
+		linkOrCopy(t, a, filepath.Join(dir, "images", filepath.Base(a)))
+	}
+}
+
+// linkOrCopy puts src's content at dst (mkfs.ext4 -d copies a symbolic
+// link as a link): a hard link, or a copy across file systems.
+func linkOrCopy(t testing.TB, src, dst string) {
+	t.Helper()
+	if os.Link(src, dst) == nil {
+		return
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dirMB is the size of the files under dir, in MiB, rounded up.
+func dirMB(t testing.TB, dir string) int64 {
+	t.Helper()
+	var size int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
+			size += fi.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return size>>20 + 1
+}
