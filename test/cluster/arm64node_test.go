@@ -148,7 +148,7 @@ func (s *stack) startArm64Node(t testing.TB, p *arm64NodeProvider) *arm64Node {
 		"-drive", "file=" + cfgImg + ",if=none,format=raw,id=config,readonly=on",
 		"-device", "virtio-blk-pci,drive=config",
 		"-netdev", "tap,id=n0,ifname=" + arm64Tap + ",script=no,downscript=no",
-		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:89:00:02",
+		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:89:00:02,romfile=", // no option ROM: no PXE boot, and no ipxe-qemu package needed
 		"-device", "virtio-rng-pci",
 		"-device", "virtio-serial-pci,id=vs"}
 	argv = append(argv, port("containerd")...)

@@ -185,8 +185,7 @@ done
 dpkg-deb -x "$work"/debs/"$kernel_pkg"_*_arm64.deb "$work/kernel"
 dpkg-deb -x "$work"/debs/busybox-static_*_arm64.deb "$work/busybox"
 # shellcheck disable=SC2016 # dpkg-deb expands these
-dpkg-deb --show --showformat='${Package} ${Version}\n' "$work"/debs/"$kernel_pkg"_*_arm64.deb \
-	"$work"/debs/busybox-static_*_arm64.deb >"$tmp/packages"
+for d in "$work"/debs/*.deb; do dpkg-deb --show --showformat='${Package} ${Version}\n' "$d"; done >"$tmp/packages"
 cp "$work"/kernel/boot/vmlinuz-* "$tmp/Image"
 
 # The modules, dependencies first (a depth-first walk of .modinfo's depends=).
@@ -254,10 +253,14 @@ root=$work/rootfs
 grep -q '^containerd ' "$tmp/packages" || die "mmdebstrap left no package list (the extract hook found no .deb)"
 rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
 mkdir -p "$root/proc" "$root/sys" "$root/dev" "$root/run" "$root/tmp" "$root/config" "$root/var/lib/kubelet" \
-	"$root/var/log" "$root/etc/cni/net.d" "$root/usr/local/busybox" "$root/root"
+	"$root/var/log" "$root/etc/cni/net.d" "$root/usr/local/busybox" "$root/usr/local/bin" "$root/root"
 chmod 1777 "$root/tmp"
 echo arm64-node >"$root/etc/hostname"
 printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
+# The kubelet reads /etc/passwd and /etc/group at start (its user namespace
+# mappings look for a user "kubelet"), and fails without them.
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' >"$root/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 : >"$root/etc/resolv.conf"
 [ -e "$root/etc/os-release" ] || [ -e "$root/usr/lib/os-release" ] ||
 	printf 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm), tekton-multiarch arm64 test node"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n' >"$root/etc/os-release"
