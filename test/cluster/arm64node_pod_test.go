@@ -16,18 +16,20 @@ import (
 )
 
 // TestArm64Node brings an emulated arm64 machine into the control plane as
-// a real node (arm64node_test.go) and runs a pod on it by its architecture:
-// its containers say what they run on (uname -m), under which AppArmor
-// label and seccomp mode, and fetch a token from a service on the amd64
-// node's bridge; the test reads what they printed with kubectl logs, which
-// the API server takes from the kubelet in the machine. It has a control
-// plane of its own: go test -run TestArm64Node ./test/cluster/.
+// a real node (arm64node_test.go), beside the real amd64 node, and runs a
+// pod on each by its architecture alone: the arm64 pod's containers say
+// what they run on (uname -m), under which AppArmor label and seccomp mode,
+// and fetch a token from a service on the amd64 node's bridge; the test
+// reads what they printed with kubectl logs, which the API server takes
+// from the kubelet in the machine. It has a control plane of its own: go
+// test -run TestArm64Node ./test/cluster/.
 func TestArm64Node(t *testing.T) {
 	p := &arm64NodeProvider{
 		seccompDefault:  true,
 		seccompProfiles: []string{filepath.Join(repoRoot(t), "examples/cluster/seccomp/buildah.json")},
 	}
-	s := startStack(t, p)
+	// The amd64 node first: it makes the bridge its services listen on.
+	s := startStack(t, &realNodeProvider{}, p)
 	n := p.node
 
 	// A service where the amd64 node's services listen (bridgeIP): a pod
@@ -61,86 +63,101 @@ echo "apparmor-enabled=$(cat /sys/module/apparmor/parameters/enabled)"
 echo "seccomp=$(sed -n 's/^Seccomp:[[:space:]]*//p' /proc/self/status)"
 echo "service=$(nc %s %d </dev/null)"
 `, svc.IP, svc.Port)
-	image := n.images.Ref(t, "SHELL_IMAGE")
-	ctr := func(name string, sc *corev1.SecurityContext) corev1.Container {
+	ctr := func(image, name string, sc *corev1.SecurityContext) corev1.Container {
 		return corev1.Container{Name: name, Image: image, ImagePullPolicy: corev1.PullNever,
 			Command: []string{"/bin/sh", "-c", script}, SecurityContext: sc}
 	}
+	arm64 := n.images.Ref(t, "SHELL_IMAGE")
 	localhost := "buildah.json"
+	logs := s.runProbePod(t, "arm64-probe", "arm64",
+		// No profile named: the kubelet's seccompDefault and the runtime's
+		// default AppArmor profile.
+		ctr(arm64, "default", nil),
+		ctr(arm64, "unconfined", &corev1.SecurityContext{
+			SeccompProfile:  &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined},
+			AppArmorProfile: &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeUnconfined},
+		}),
+		// The catalog's profile from the kubelet's Localhost directory.
+		ctr(arm64, "localhost", &corev1.SecurityContext{
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeLocalhost, LocalhostProfile: &localhost},
+		}))
+	check := func(pod string, got map[string]map[string]string, want map[string]map[string]string) {
+		for c, w := range want {
+			for k, v := range w {
+				if got[c][k] != v {
+					t.Errorf("pod %s, container %s: %s=%q, want %q", pod, c, k, got[c][k], v)
+				}
+			}
+		}
+	}
+	common := func(arch string, w map[string]string) map[string]string {
+		w["arch"], w["service"] = arch, token
+		return w
+	}
+	check("arm64-probe", logs, map[string]map[string]string{
+		"default":    common("aarch64", map[string]string{"apparmor": "cri-containerd.apparmor.d (enforce)", "apparmor-enabled": "Y", "seccomp": "2"}),
+		"unconfined": common("aarch64", map[string]string{"apparmor": "unconfined", "apparmor-enabled": "Y", "seccomp": "0"}),
+		"localhost":  common("aarch64", map[string]string{"apparmor": "cri-containerd.apparmor.d (enforce)", "apparmor-enabled": "Y", "seccomp": "2"}),
+	})
+	// This machine's kernel has no AppArmor, and the amd64 node's kubelet
+	// runs with seccompDefault off.
+	amd64 := s.runProbePod(t, "amd64-probe", "amd64", ctr(s.images.Ref(t, "SHELL_IMAGE"), "default", nil))
+	check("amd64-probe", amd64, map[string]map[string]string{"default": common("x86_64", map[string]string{"seccomp": "0"})})
+}
+
+// runProbePod runs a pod of containers on a node of arch (its taint
+// tolerated) and returns each container's key=value lines, read with
+// kubectl logs once the pod has ended; every container must exit 0.
+func (s *stack) runProbePod(t *testing.T, name, arch string, containers ...corev1.Container) map[string]map[string]string {
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "arm64-probe", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 		Spec: corev1.PodSpec{
 			RestartPolicy: corev1.RestartPolicyNever,
-			NodeSelector:  map[string]string{"kubernetes.io/arch": "arm64"},
+			NodeSelector:  map[string]string{"kubernetes.io/arch": arch},
 			Tolerations: []corev1.Toleration{{
 				Key: realNodeTaintKey, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule,
 			}},
-			Containers: []corev1.Container{
-				// No profile named: the kubelet's seccompDefault and the
-				// runtime's default AppArmor profile.
-				ctr("default", nil),
-				ctr("unconfined", &corev1.SecurityContext{
-					SeccompProfile:  &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined},
-					AppArmorProfile: &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeUnconfined},
-				}),
-				// The catalog's profile from the kubelet's Localhost directory.
-				ctr("localhost", &corev1.SecurityContext{
-					SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeLocalhost, LocalhostProfile: &localhost},
-				}),
-			},
+			Containers: containers,
 		},
 	}
 	t0 := time.Now()
 	if _, err := s.kube.CoreV1().Pods("default").Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+		t.Errorf("creating pod %s: %v", name, err)
+		return nil
 	}
 	var got *corev1.Pod
-	s.waitFor(t, "pod arm64-probe to finish", 10*time.Minute, func(ctx context.Context) (bool, error) {
-		got, err = s.kube.CoreV1().Pods("default").Get(ctx, pod.Name, metav1.GetOptions{})
+	var err error
+	s.waitFor(t, "pod "+name+" to end", 10*time.Minute, func(ctx context.Context) (bool, error) {
+		got, err = s.kube.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
 		if got.Status.Phase == corev1.PodSucceeded || got.Status.Phase == corev1.PodFailed {
 			return true, nil
 		}
-		return false, fmt.Errorf("pod %s: phase %s on %q", pod.Name, got.Status.Phase, got.Spec.NodeName)
+		return false, fmt.Errorf("pod %s: phase %s on %q", name, got.Status.Phase, got.Spec.NodeName)
 	})
-	t.Logf("pod %s ran on %s and ended %s in %s", pod.Name, got.Spec.NodeName, got.Status.Phase, time.Since(t0).Round(100*time.Millisecond))
-	if got.Spec.NodeName != arm64NodeName {
-		t.Errorf("pod ran on %q, want %s", got.Spec.NodeName, arm64NodeName)
+	t.Logf("pod %s ran on node %s and ended %s %s after its creation", name, got.Spec.NodeName, got.Status.Phase, time.Since(t0).Round(100*time.Millisecond))
+	for _, cs := range got.Status.ContainerStatuses {
+		if cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 {
+			t.Errorf("pod %s, container %s: %+v, want exit code 0", name, cs.Name, cs.State)
+		}
 	}
-
-	want := map[string]map[string]string{
-		"default":    {"apparmor": "cri-containerd.apparmor.d (enforce)", "seccomp": "2"},
-		"unconfined": {"apparmor": "unconfined", "seccomp": "0"},
-		"localhost":  {"apparmor": "cri-containerd.apparmor.d (enforce)", "seccomp": "2"},
-	}
-	for _, c := range pod.Spec.Containers {
-		out, err := s.kubectl(t, "", "logs", "-n", "default", pod.Name, "-c", c.Name)
+	all := map[string]map[string]string{}
+	for _, c := range containers {
+		out, err := s.kubectl(t, "", "logs", "-n", "default", name, "-c", c.Name)
 		if err != nil {
-			t.Errorf("kubectl logs %s -c %s: %v\n%s", pod.Name, c.Name, err, out)
+			t.Errorf("kubectl logs %s -c %s: %v\n%s", name, c.Name, err, out)
 			continue
 		}
-		t.Logf("kubectl logs %s -c %s:\n%s", pod.Name, c.Name, out)
+		t.Logf("kubectl logs %s -c %s:\n%s", name, c.Name, out)
 		fields := map[string]string{}
 		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 			if k, v, ok := strings.Cut(line, "="); ok {
 				fields[k] = v
 			}
 		}
-		w := map[string]string{"arch": "aarch64", "apparmor-enabled": "Y", "service": token}
-		for k, v := range want[c.Name] {
-			w[k] = v
-		}
-		for k, v := range w {
-			if fields[k] != v {
-				t.Errorf("container %s: %s=%q, want %q", c.Name, k, fields[k], v)
-			}
-		}
+		all[c.Name] = fields
 	}
-	for _, cs := range got.Status.ContainerStatuses {
-		if cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 {
-			t.Errorf("container %s: %+v, want exit code 0", cs.Name, cs.State)
-		}
-	}
+	return all
 }
