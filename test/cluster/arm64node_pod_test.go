@@ -62,6 +62,7 @@ echo "apparmor=$(cat /proc/self/attr/current)"
 echo "apparmor-enabled=$(cat /sys/module/apparmor/parameters/enabled)"
 echo "seccomp=$(sed -n 's/^Seccomp:[[:space:]]*//p' /proc/self/status)"
 echo "service=$(nc %s %d </dev/null)"
+echo "userns=$(unshare -U true 2>/dev/null && echo ok || echo refused)"
 `, svc.IP, svc.Port)
 	ctr := func(image, name string, sc *corev1.SecurityContext) corev1.Container {
 		return corev1.Container{Name: name, Image: image, ImagePullPolicy: corev1.PullNever,
@@ -94,10 +95,15 @@ echo "service=$(nc %s %d </dev/null)"
 		w["arch"], w["service"] = arch, token
 		return w
 	}
+	// The runtime's default seccomp profile refuses a user namespace to a
+	// container without CAP_SYS_ADMIN; the catalog's profile (buildah's
+	// builds need one) and no profile allow it: which filter is on.
 	check("arm64-probe", logs, map[string]map[string]string{
-		"default":    common("aarch64", map[string]string{"apparmor": "cri-containerd.apparmor.d (enforce)", "apparmor-enabled": "Y", "seccomp": "2"}),
-		"unconfined": common("aarch64", map[string]string{"apparmor": "unconfined", "apparmor-enabled": "Y", "seccomp": "0"}),
-		"localhost":  common("aarch64", map[string]string{"apparmor": "cri-containerd.apparmor.d (enforce)", "apparmor-enabled": "Y", "seccomp": "2"}),
+		"default": common("aarch64", map[string]string{"apparmor": "cri-containerd.apparmor.d (enforce)", "apparmor-enabled": "Y",
+			"seccomp": "2", "userns": "refused"}),
+		"unconfined": common("aarch64", map[string]string{"apparmor": "unconfined", "apparmor-enabled": "Y", "seccomp": "0", "userns": "ok"}),
+		"localhost": common("aarch64", map[string]string{"apparmor": "cri-containerd.apparmor.d (enforce)", "apparmor-enabled": "Y",
+			"seccomp": "2", "userns": "ok"}),
 	})
 	// This machine's kernel has no AppArmor, and the amd64 node's kubelet
 	// runs with seccompDefault off.
