@@ -26,8 +26,8 @@ func (s *stack) writeArm64Config(t testing.TB, p *arm64NodeProvider, n *arm64Nod
 		"--register-with-taints=" + realNodeTaintKey + "=true:NoSchedule",
 		"--v=2",
 	}, " ")
-	write(t, filepath.Join(dir, "config.env"), []byte(fmt.Sprintf("ARM64_NODE_NAME=%s\nARM64_NODE_IP=%s\nARM64_NODE_GATEWAY=%s\nKUBELET_ARGS=%q\n",
-		arm64NodeName, arm64GuestIP, arm64HostIP, args)))
+	write(t, filepath.Join(dir, "config.env"), []byte(fmt.Sprintf("ARM64_NODE_NAME=%s\nARM64_NODE_IP=%s\nARM64_NODE_GATEWAY=%s\nKUBELET_ARGS=%q\nFUSE_RESOURCE=%s\n",
+		arm64NodeName, arm64GuestIP, arm64HostIP, args, fuseResource)))
 	// Debian's containerd 1.6.20 in a machine whose root has every
 	// capability: runc can set the sandbox's oom_score_adj, so CRI's
 	// restrict_oom_score_adj (the amd64 node's) is not needed. AppArmor is

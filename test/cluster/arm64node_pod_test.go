@@ -63,17 +63,23 @@ echo "apparmor-enabled=$(cat /sys/module/apparmor/parameters/enabled)"
 echo "seccomp=$(sed -n 's/^Seccomp:[[:space:]]*//p' /proc/self/status)"
 echo "service=$(nc %s %d </dev/null)"
 echo "userns=$(unshare -U true 2>/dev/null && echo ok || echo refused)"
+echo "fuse=$(test -c /dev/fuse && echo yes || echo no)"
 `, svc.IP, svc.Port)
 	ctr := func(image, name string, sc *corev1.SecurityContext) corev1.Container {
 		return corev1.Container{Name: name, Image: image, ImagePullPolicy: corev1.PullNever,
 			Command: []string{"/bin/sh", "-c", script}, SecurityContext: sc}
 	}
 	arm64 := n.images.Ref(t, "SHELL_IMAGE")
+	withFuse := func(c corev1.Container) corev1.Container {
+		c.Resources.Limits = corev1.ResourceList{corev1.ResourceName(fuseResource): mustQuantity("1")}
+		return c
+	}
 	localhost := "buildah.json"
 	logs := s.runProbePod(t, "arm64-probe", "arm64",
 		// No profile named: the kubelet's seccompDefault and the runtime's
-		// default AppArmor profile.
-		ctr(arm64, "default", nil),
+		// default AppArmor profile. /dev/fuse through the device plugin,
+		// as the catalog's build step gets it.
+		withFuse(ctr(arm64, "default", nil)),
 		ctr(arm64, "unconfined", &corev1.SecurityContext{
 			SeccompProfile:  &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined},
 			AppArmorProfile: &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeUnconfined},
@@ -100,10 +106,11 @@ echo "userns=$(unshare -U true 2>/dev/null && echo ok || echo refused)"
 	// builds need one) and no profile allow it: which filter is on.
 	check("arm64-probe", logs, map[string]map[string]string{
 		"default": common("aarch64", map[string]string{"apparmor": "cri-containerd.apparmor.d (enforce)", "apparmor-enabled": "Y",
-			"seccomp": "2", "userns": "refused"}),
-		"unconfined": common("aarch64", map[string]string{"apparmor": "unconfined", "apparmor-enabled": "Y", "seccomp": "0", "userns": "ok"}),
+			"seccomp": "2", "userns": "refused", "fuse": "yes"}),
+		"unconfined": common("aarch64", map[string]string{"apparmor": "unconfined", "apparmor-enabled": "Y", "seccomp": "0",
+			"userns": "ok", "fuse": "no"}),
 		"localhost": common("aarch64", map[string]string{"apparmor": "cri-containerd.apparmor.d (enforce)", "apparmor-enabled": "Y",
-			"seccomp": "2", "userns": "ok"}),
+			"seccomp": "2", "userns": "ok", "fuse": "no"}),
 	})
 	// This machine's kernel has no AppArmor, and the amd64 node's kubelet
 	// runs with seccompDefault off.

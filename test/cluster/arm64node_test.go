@@ -95,7 +95,8 @@ func arm64NodeDir(t testing.TB) string {
 }
 
 // startArm64Node boots the machine and waits until its kubelet reports the
-// node Ready with kubernetes.io/arch=arm64. QEMU is stopped by PID, the tap,
+// node Ready with kubernetes.io/arch=arm64 and /dev/fuse allocatable (the
+// fuse device plugin runs in the machine). QEMU is stopped by PID, the tap,
 // bridge and relay removed, in t's cleanup, also on failure.
 func (s *stack) startArm64Node(t testing.TB, p *arm64NodeProvider) *arm64Node {
 	t.Helper()
@@ -159,7 +160,7 @@ func (s *stack) startArm64Node(t testing.TB, p *arm64NodeProvider) *arm64Node {
 	t0 := time.Now()
 	n.qemu = s.start(t, "arm64-qemu", []string{"TMPDIR=" + n.work}, argv...)
 	n.qemu.grace = 5 * time.Second
-	s.waitFor(t, "node "+arm64NodeName+" Ready (arm64, emulated)", 15*time.Minute, func(ctx context.Context) (bool, error) {
+	s.waitFor(t, "node "+arm64NodeName+" Ready (arm64, emulated) with "+fuseResource, 15*time.Minute, func(ctx context.Context) (bool, error) {
 		node, err := s.kube.CoreV1().Nodes().Get(ctx, arm64NodeName, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -169,7 +170,10 @@ func (s *stack) startArm64Node(t testing.TB, p *arm64NodeProvider) *arm64Node {
 		}
 		for _, c := range node.Status.Conditions {
 			if c.Type == corev1.NodeReady {
-				return c.Status == corev1.ConditionTrue, fmt.Errorf("node %s: Ready=%s: %s", arm64NodeName, c.Status, c.Message)
+				if c.Status != corev1.ConditionTrue {
+					return false, fmt.Errorf("node %s: Ready=%s: %s", arm64NodeName, c.Status, c.Message)
+				}
+				return nodeHasFuse(node), fmt.Errorf("node %s has no %s allocatable yet", arm64NodeName, fuseResource)
 			}
 		}
 		return false, fmt.Errorf("node %s has no Ready condition yet", arm64NodeName)

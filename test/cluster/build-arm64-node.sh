@@ -23,7 +23,8 @@
 #                  SHELL_IMAGE=): a starting set for the node until build-images.sh
 #                  makes the catalog's images for arm64
 #   kubelet        the kubelet v1.35.4, cross-compiled (GOARCH=arm64 CGO_ENABLED=0)
-#                  from tools/kubernetes with build-tools.sh's version stamp
+#                  from tools/kubernetes with build-tools.sh's version stamp (in the
+#                  root file system too, with the fuse device plugin, built alike)
 #   packages       the Debian packages (arm64) in the root filesystem and initrd
 #
 # node-init (PID 1 after switch_root) mounts proc, sys, securityfs (AppArmor's
@@ -70,7 +71,7 @@ recipe="recipe=1 suite=$suite k8s=$k8s_version"
 rootfs_debs=(containerd runc containernetworking-plugins apparmor busybox-static)
 # The modules /init loads, with what they depend on. crc32c_generic: ext4 asks
 # the crypto API for crc32c, which no depends= names.
-modules=(virtio_pci virtio_blk virtio_net virtio_console virtio_rng crc32c_generic ext4 overlay bridge veth)
+modules=(virtio_pci virtio_blk virtio_net virtio_console virtio_rng crc32c_generic ext4 overlay bridge veth fuse)
 
 die() {
 	echo "build-arm64-node.sh: $*" >&2
@@ -152,6 +153,8 @@ ldflags="-s -w -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMin
 	cd "$tools/kubernetes"
 	step "kubelet (linux/arm64)" env GOOS=linux GOARCH=arm64 CGO_ENABLED=0 \
 		go build -trimpath -ldflags="$ldflags" -o "$tmp/kubelet" k8s.io/kubernetes/cmd/kubelet
+	step "fuse-device-plugin (linux/arm64)" env GOOS=linux GOARCH=arm64 CGO_ENABLED=0 \
+		go build -trimpath -ldflags="-s -w" -o "$tmp/fuse-device-plugin" ./fuse-device-plugin
 ) &
 kubelet_pid=$!
 
@@ -329,6 +332,11 @@ log "starting the kubelet"
 GOMAXPROCS=1 kubelet --config=/config/kubelet.yaml --kubeconfig=/config/kubelet.kubeconfig \
 	$KUBELET_ARGS >"$(port kubelet)" 2>&1 &
 kubelet=$!
+# The catalog's builds ask for /dev/fuse through this extended resource (the
+# amd64 node's device plugin, built for arm64).
+if [ -n "${FUSE_RESOURCE:-}" ]; then
+	GOMAXPROCS=1 fuse-device-plugin -resource="$FUSE_RESOURCE" -count=100 &
+fi
 wait $kubelet
 log "kubelet exited ($?); powering off"
 sync
@@ -338,6 +346,8 @@ chmod 0755 "$root/sbin/node-init"
 wait "$kubelet_pid" || die "building the kubelet for arm64 failed"
 kubelet_pid=
 install -m 0755 "$tmp/kubelet" "$root/usr/local/bin/kubelet"
+install -m 0755 "$tmp/fuse-device-plugin" "$root/usr/local/bin/fuse-device-plugin"
+rm "$tmp/fuse-device-plugin"
 # Room for the images and the pods: the file is sparse; snapshot=on keeps
 # every write in QEMU's temporary overlay anyway.
 step "rootfs.img" mkfs.ext4 -q -O ^has_journal -L arm64root -d "$root" "$tmp/rootfs.img" 8G
