@@ -18,10 +18,11 @@
 #                  (mmdebstrap --variant=extract: nothing runs at build time, so no
 #                  binfmt is needed), the kubelet and /sbin/node-init, which brings
 #                  the node up (below)
-#   images/        pause.tar: an arm64 busybox image (`sleep inf`), the CRI sandbox
-#                  image and the shell of a trivial pod; images.env (PAUSE_IMAGE=,
-#                  SHELL_IMAGE=): a starting set for the node until build-images.sh
-#                  makes the catalog's images for arm64
+#   images/        pause.tar: a busybox image (`sleep inf`) as an OCI index of
+#                  linux/arm64 and linux/amd64, the CRI sandbox image and the shell
+#                  of a trivial pod; images.env (PAUSE_IMAGE=, SHELL_IMAGE=): a
+#                  starting set for the node until build-images.sh makes the
+#                  catalog's images for arm64
 #   kubelet        the kubelet v1.35.4, cross-compiled (GOARCH=arm64 CGO_ENABLED=0)
 #                  from tools/kubernetes with build-tools.sh's version stamp (in the
 #                  root file system too, with the fuse device plugin, built alike)
@@ -352,22 +353,32 @@ rm "$tmp/fuse-device-plugin"
 # every write in QEMU's temporary overlay anyway.
 step "rootfs.img" mkfs.ext4 -q -O ^has_journal -L arm64root -d "$root" "$tmp/rootfs.img" 8G
 
-# The starting image set: busybox (arm64) with a link per applet in /bin
-# (names from this machine's busybox-static, the same version), `sleep inf`.
-mkdir -p "$work/image/bin" "$work/image/tmp"
-chmod 1777 "$work/image/tmp"
-install -m 0755 "$work/busybox/bin/busybox" "$work/image/bin/busybox"
-for a in $(/bin/busybox --list); do
-	[ "$a" = busybox ] || ln -s busybox "$work/image/bin/$a"
+# The starting image set: busybox with a link per applet in /bin (names from
+# this machine's busybox-static, the same version), `sleep inf`, as one
+# reference to an OCI index of linux/arm64 (Debian's arm64 busybox-static) and
+# linux/amd64 (this machine's): the form build-images.sh's images take for
+# both nodes, which the node imports with --platform linux/arm64.
+ref=localhost/tekton-multiarch-test/busybox:$key
+bah manifest create "$ref" >/dev/null
+for arch in arm64 amd64; do
+	case $arch in
+	arm64) bb=$work/busybox/bin/busybox ;;
+	amd64) bb=/bin/busybox ;;
+	esac
+	mkdir -p "$work/image-$arch/bin" "$work/image-$arch/tmp"
+	chmod 1777 "$work/image-$arch/tmp"
+	install -m 0755 "$bb" "$work/image-$arch/bin/busybox"
+	for a in $(/bin/busybox --list); do
+		[ "$a" = busybox ] || ln -s busybox "$work/image-$arch/bin/$a"
+	done
+	c=$(bah from --quiet --arch "$arch" --os linux scratch)
+	bah add --quiet "$c" "$work/image-$arch/" /
+	bah config --os linux --arch "$arch" --created-by test/cluster/build-arm64-node.sh \
+		--entrypoint '["/bin/sleep", "inf"]' --user 0:0 --env PATH=/bin "$c"
+	bah commit --quiet --rm "$c" "$ref-$arch" >/dev/null
+	bah manifest add "$ref" "containers-storage:$ref-$arch" >/dev/null
 done
-ref=localhost/tekton-multiarch-test/arm64-busybox:$key
-c=$(bah from --quiet --arch arm64 --os linux scratch)
-bah add --quiet "$c" "$work/image/" /
-bah config --os linux --arch arm64 --created-by test/cluster/build-arm64-node.sh \
-	--entrypoint '["/bin/sleep", "inf"]' --user 0:0 --env PATH=/bin "$c"
-bah commit --quiet --rm "$c" "$ref" >/dev/null
-bah push --quiet "$ref" "oci-archive:$tmp/images/pause.tar:$ref"
-bah rmi "$ref" >/dev/null
+bah manifest push --quiet --all "$ref" "oci-archive:$tmp/images/pause.tar:$ref"
 printf 'PAUSE_IMAGE=%s\nSHELL_IMAGE=%s\n' "$ref" "$ref" >"$tmp/images/images.env"
 
 rm -rf "$work"
