@@ -179,7 +179,9 @@ Dir::Etc::Parts "$aptdir/etc/apt.conf.d";
 Dir::Etc::Preferences "$aptdir/etc/preferences";
 Dir::Etc::PreferencesParts "$aptdir/etc/preferences.d";
 EOF
-apt64() { APT_CONFIG=$aptdir/apt.conf "$@"; }
+# Two builds at once (two checkouts) share these lists: apt refuses a held lock,
+# so each apt call waits for the other's.
+apt64() { APT_CONFIG=$aptdir/apt.conf flock "$aptdir/.build-lock" "$@"; }
 step "arm64 apt lists" apt64 apt-get update -qq
 kernel_pkg=$(apt64 apt-cache depends linux-image-arm64 | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
 [ -n "$kernel_pkg" ] || die "no kernel package behind linux-image-arm64"
