@@ -34,8 +34,9 @@ unit:
 	$(GO) test ./generator/...
 
 ## e2e-cluster: the catalog on a real API server with the real Tekton controller, on kwok
-## nodes (TestCluster) and on a real kubelet + containerd node (TestRealNode) (as root;
-## builds its binaries and images into $(CACHE) first: about 20 minutes cold, then cached)
+## nodes (TestCluster), on a real kubelet + containerd node (TestRealNode), and on an arm64
+## node emulated by qemu-system-aarch64 beside it (TestArm64Node) (as root; builds its
+## binaries, images and the arm64 machine into $(CACHE) first: about 20 minutes cold, then cached)
 e2e-cluster:
 	test/cluster/build-all.sh
 	$(GO) test -count=1 -v -timeout 45m ./test/cluster/
